@@ -1,0 +1,5 @@
+//! vpc-resolver: a DNS server that answers the way the Route 53 VPC Resolver answers a client in a given place.
+
+pub mod catalog;
+pub mod upstream;
+pub mod wire;

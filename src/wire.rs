@@ -1,0 +1,2 @@
+//! DNS wire format on the query path: parse a query without allocating, encode a compact response.
+//! (Helper-owned: being written.)
