@@ -1,5 +1,7 @@
 //! vpc-resolver: a DNS server that answers the way the Route 53 VPC Resolver answers a client in a given place.
 
 pub mod catalog;
+pub mod resolve;
+pub mod topology;
 pub mod upstream;
 pub mod wire;

@@ -1,0 +1,297 @@
+//! The topology: VPCs, subnets, endpoints, private hosted zones, Resolver endpoints and rules, client networks.
+//!
+//! `parse` turns YAML text (one or more files, merged) into a validated [`Topology`] with every default filled in,
+//! or returns every problem found, each with its file, line and column. Nothing here does networking.
+
+mod build;
+pub mod raw;
+mod source;
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::Path;
+
+use hickory_proto::rr::{Name, RData, RecordType};
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+
+use crate::catalog::Service;
+
+pub use source::{Diagnostic, schema};
+
+/// Every problem found in a set of topology files.
+#[derive(Debug, Clone, thiserror::Error)]
+pub struct Diagnostics(pub Vec<Diagnostic>);
+
+impl fmt::Display for Diagnostics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, diag) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{diag}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Why topology files could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("reading {path}: {source}")]
+    Io { path: String, source: std::io::Error },
+    #[error("{0}")]
+    Invalid(Diagnostics),
+}
+
+/// The embedded default topology (`zones/default.yaml`).
+pub const DEFAULT_YAML: &str = include_str!("../../zones/default.yaml");
+
+/// Reads and parses topology files; they merge into one topology.
+pub fn load(paths: &[impl AsRef<Path>]) -> Result<Topology, LoadError> {
+    let mut sources = Vec::new();
+    for path in paths {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|source| LoadError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        sources.push((path.display().to_string(), text));
+    }
+    parse(&sources).map_err(LoadError::Invalid)
+}
+
+/// Parses `(file name, YAML text)` pairs into one validated topology.
+pub fn parse(sources: &[(String, String)]) -> Result<Topology, Diagnostics> {
+    build::build(sources)
+}
+
+/// Parses one YAML text (named `<inline>` in errors).
+pub fn parse_str(text: &str) -> Result<Topology, Diagnostics> {
+    parse(&[("<inline>".to_string(), text.to_string())])
+}
+
+/// The embedded default topology.
+pub fn default_topology() -> Result<Topology, Diagnostics> {
+    parse(&[("zones/default.yaml".to_string(), DEFAULT_YAML.to_string())])
+}
+
+#[derive(Debug, Clone)]
+pub struct Topology {
+    pub region: String,
+    /// `amazonaws.com`, or `amazonaws.com.cn` in the China partition.
+    pub dns_suffix: &'static str,
+    pub upstream: Vec<Upstream>,
+    pub default_view: ViewRef,
+    /// Sources allowed to query besides the defaults (loopback, VPC CIDRs, clients, networks).
+    pub allow: Vec<IpNet>,
+    pub vpcs: Vec<Vpc>,
+    pub endpoints: Vec<Endpoint>,
+    pub hosted_zones: Vec<HostedZone>,
+    pub inbound_endpoints: Vec<ResolverEndpoint>,
+    pub outbound_endpoints: Vec<ResolverEndpoint>,
+    pub rules: Vec<Rule>,
+    pub networks: Vec<Network>,
+}
+
+impl Topology {
+    pub fn summary(&self) -> String {
+        format!(
+            "{} vpcs, {} endpoints, {} hosted zones, {} resolver rules, {} inbound and {} outbound resolver endpoints, {} networks",
+            self.vpcs.len(),
+            self.endpoints.len(),
+            self.hosted_zones.len(),
+            self.rules.len(),
+            self.inbound_endpoints.len(),
+            self.outbound_endpoints.len(),
+            self.networks.len()
+        )
+    }
+
+    /// Every address a VPC's resolver answers on: base+2 of each VPC and each inbound endpoint IP, with its VPC.
+    pub fn resolver_addresses(&self) -> Vec<(IpAddr, usize, bool)> {
+        let mut out: Vec<(IpAddr, usize, bool)> = self
+            .vpcs
+            .iter()
+            .enumerate()
+            .map(|(i, vpc)| (IpAddr::V4(vpc.resolver_ip()), i, false))
+            .collect();
+        for inbound in &self.inbound_endpoints {
+            out.extend(inbound.ips.iter().map(|ip| (*ip, inbound.vpc, true)));
+        }
+        out
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Upstream {
+    /// The nameservers of /etc/resolv.conf, skipping this server itself.
+    System,
+    Addr(SocketAddr),
+}
+
+/// Which view a client sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ViewRef {
+    Public,
+    Vpc(usize),
+}
+
+#[derive(Debug, Clone)]
+pub struct Vpc {
+    pub id: String,
+    pub name: Option<String>,
+    /// Primary CIDR first.
+    pub cidrs: Vec<Ipv4Net>,
+    pub ipv6_cidr: Option<Ipv6Net>,
+    pub dns_support: bool,
+    pub dns_hostnames: bool,
+    pub clients: Vec<IpNet>,
+    pub subnets: Vec<Subnet>,
+}
+
+impl Vpc {
+    /// The VPC resolver address: the primary CIDR's base + 2.
+    pub fn resolver_ip(&self) -> Ipv4Addr {
+        let base = u32::from(self.cidrs[0].network());
+        Ipv4Addr::from(base.wrapping_add(2))
+    }
+
+    /// `vpc-0abc… (lab)` for messages.
+    pub fn label(&self) -> String {
+        match &self.name {
+            Some(name) => format!("{} ({name})", self.id),
+            None => self.id.clone(),
+        }
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match ip {
+            IpAddr::V4(v4) => self.cidrs.iter().any(|c| c.contains(&v4)),
+            IpAddr::V6(v6) => self.ipv6_cidr.is_some_and(|c| c.contains(&v6)),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Subnet {
+    pub id: String,
+    pub az: String,
+    pub cidr: Ipv4Net,
+    pub ipv6_cidr: Option<Ipv6Net>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndpointKind {
+    Interface,
+    Gateway,
+    GatewayLoadBalancer,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IpType {
+    Ipv4,
+    Dualstack,
+    Ipv6,
+    ServiceDefined,
+}
+
+impl IpType {
+    /// Whether names of this endpoint answer A (ipv4) and AAAA (ipv6) queries.
+    pub fn answers(self, name_is_dualstack: bool) -> (bool, bool) {
+        match self {
+            Self::Ipv4 => (true, false),
+            Self::Ipv6 => (false, true),
+            Self::Dualstack => (true, true),
+            // [INF] service-defined: `.api.aws` names are dual-stack, `amazonaws.com` names IPv4 only (reference §4).
+            Self::ServiceDefined => (true, name_is_dualstack),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub id: String,
+    pub vpc: usize,
+    pub service: Service,
+    pub kind: EndpointKind,
+    pub private_dns: bool,
+    pub inbound_only: bool,
+    pub ip_address_type: IpType,
+    pub dns_record_ip_type: IpType,
+    pub dns_suffix: String,
+    pub enis: Vec<Eni>,
+    pub route_tables: Vec<String>,
+}
+
+impl Endpoint {
+    /// `vpce-0123…-abcd1234`, the first label of the Regional name.
+    pub fn name_prefix(&self) -> String {
+        format!("{}-{}", self.id, self.dns_suffix)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Eni {
+    pub subnet: usize,
+    pub az: String,
+    pub ip: Option<Ipv4Addr>,
+    pub ipv6: Option<Ipv6Addr>,
+}
+
+#[derive(Debug, Clone)]
+pub struct HostedZone {
+    pub id: String,
+    /// Lowercase, fully qualified.
+    pub name: Name,
+    pub vpcs: Vec<usize>,
+    pub records: Vec<ZoneRecord>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ZoneRecord {
+    pub name: Name,
+    pub rtype: RecordType,
+    pub ttl: u32,
+    pub data: ZoneData,
+}
+
+#[derive(Debug, Clone)]
+pub enum ZoneData {
+    Values(Vec<RData>),
+    /// Route 53 alias to an interface endpoint: its ENI addresses (of one AZ when given).
+    AliasEndpoint { endpoint: usize, az: Option<String> },
+}
+
+#[derive(Debug, Clone)]
+pub struct ResolverEndpoint {
+    pub id: String,
+    pub vpc: usize,
+    pub ips: Vec<IpAddr>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuleKind {
+    Forward,
+    System,
+}
+
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub id: String,
+    pub kind: RuleKind,
+    /// Lowercase, fully qualified.
+    pub domain: Name,
+    pub targets: Vec<SocketAddr>,
+    pub vpcs: Vec<usize>,
+    pub outbound: Option<usize>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Network {
+    pub name: String,
+    pub cidrs: Vec<IpNet>,
+    pub via_inbound: Option<usize>,
+}
+
+#[cfg(test)]
+mod tests;
