@@ -172,7 +172,8 @@ impl Resolver {
     pub fn new(topology: Topology) -> Self {
         let topo = Arc::new(topology);
         let mut zones: Vec<Zone> = Vec::new();
-        let mut vpc_tables: Vec<HashMap<LowerName, Vec<Authority>>> = vec![HashMap::new(); topo.vpcs.len()];
+        let mut vpc_tables: Vec<HashMap<LowerName, Vec<Authority>>> =
+            vec![HashMap::new(); topo.vpcs.len()];
         let mut public_names: HashMap<LowerName, Vec<Record>> = HashMap::new();
         let mut public_wildcards: HashMap<LowerName, Vec<Record>> = HashMap::new();
         let region = &topo.region;
@@ -200,13 +201,20 @@ impl Resolver {
             };
             public_names.insert(LowerName::new(&regional), addresses(&regional, None, false));
             if is_s3 {
-                public_wildcards.insert(LowerName::new(&regional), addresses(&regional, None, false));
+                public_wildcards
+                    .insert(LowerName::new(&regional), addresses(&regional, None, false));
             }
             for eni in &e.enis {
                 let zonal = name(&format!("{}-{}.{domain}", e.name_prefix(), eni.az));
-                public_names.insert(LowerName::new(&zonal), addresses(&zonal, Some(&eni.az), false));
+                public_names.insert(
+                    LowerName::new(&zonal),
+                    addresses(&zonal, Some(&eni.az), false),
+                );
                 if is_s3 {
-                    public_wildcards.insert(LowerName::new(&zonal), addresses(&zonal, Some(&eni.az), false));
+                    public_wildcards.insert(
+                        LowerName::new(&zonal),
+                        addresses(&zonal, Some(&eni.az), false),
+                    );
                 }
             }
             if !e.private_dns {
@@ -221,32 +229,51 @@ impl Resolver {
                 let zone_name = name(bare);
                 let key = LowerName::new(&zone_name);
                 // Names of one endpoint that share a zone (s3.R and *.s3.R) merge into it.
-                let zi = match zones.iter().position(|z| z.name == zone_name && z.decided_by == format!("endpoint:{}", e.id)) {
+                let zi = match zones.iter().position(|z| {
+                    z.name == zone_name && z.decided_by == format!("endpoint:{}", e.id)
+                }) {
                     Some(zi) => zi,
                     None => {
                         zones.push(Zone {
                             name: zone_name.clone(),
-                            label: format!("the private DNS zone {} of endpoint {} ({})", zone_name, e.id, e.service.name),
+                            label: format!(
+                                "the private DNS zone {} of endpoint {} ({})",
+                                zone_name, e.id, e.service.name
+                            ),
                             decided_by: format!("endpoint:{}", e.id),
                             inbound_only: e.inbound_only,
                             records: HashMap::new(),
                             parents: Default::default(),
                             reference: "§1.1, §1.4",
                         });
-                        vpc_tables[e.vpc].entry(key).or_default().push(Authority::Zone(zones.len() - 1));
+                        vpc_tables[e.vpc]
+                            .entry(key)
+                            .or_default()
+                            .push(Authority::Zone(zones.len() - 1));
                         zones.len() - 1
                     }
                 };
-                let owner = if wildcard { name(&format!("*.{bare}")) } else { zone_name.clone() };
+                let owner = if wildcard {
+                    name(&format!("*.{bare}"))
+                } else {
+                    zone_name.clone()
+                };
                 let dualstack_name = bare.ends_with(".api.aws");
                 let recs = if custom {
                     // Endpoint services: a CNAME to the endpoint's Regional name (reference §7).
-                    vec![record(&owner, ENDPOINT_TTL, RData::CNAME(rdata::CNAME(regional.clone())))]
+                    vec![record(
+                        &owner,
+                        ENDPOINT_TTL,
+                        RData::CNAME(rdata::CNAME(regional.clone())),
+                    )]
                 } else {
                     addresses(&owner, None, dualstack_name)
                 };
                 let zone = &mut zones[zi];
-                zone.records.entry(LowerName::new(&owner)).or_default().extend(recs);
+                zone.records
+                    .entry(LowerName::new(&owner))
+                    .or_default()
+                    .extend(recs);
             }
         }
 
@@ -255,15 +282,22 @@ impl Resolver {
             let mut records: HashMap<LowerName, Vec<Record>> = HashMap::new();
             for r in &z.records {
                 let recs: Vec<Record> = match &r.data {
-                    ZoneData::Values(values) => values.iter().map(|v| record(&r.name, r.ttl, v.clone())).collect(),
+                    ZoneData::Values(values) => values
+                        .iter()
+                        .map(|v| record(&r.name, r.ttl, v.clone()))
+                        .collect(),
                     ZoneData::AliasEndpoint { endpoint, az } => {
                         let e = &topo.endpoints[*endpoint];
                         e.enis
                             .iter()
                             .filter(|eni| az.as_ref().is_none_or(|az| &eni.az == az))
                             .filter_map(|eni| match r.rtype {
-                                RecordType::A => eni.ip.map(|ip| record(&r.name, r.ttl, RData::A(ip.into()))),
-                                _ => eni.ipv6.map(|ip| record(&r.name, r.ttl, RData::AAAA(ip.into()))),
+                                RecordType::A => {
+                                    eni.ip.map(|ip| record(&r.name, r.ttl, RData::A(ip.into())))
+                                }
+                                _ => eni
+                                    .ipv6
+                                    .map(|ip| record(&r.name, r.ttl, RData::AAAA(ip.into()))),
                             })
                             .collect()
                     }
@@ -282,7 +316,10 @@ impl Resolver {
                 reference: "§6.4",
             });
             for &vpc in &z.vpcs {
-                vpc_tables[vpc].entry(LowerName::new(&z.name)).or_default().push(Authority::Zone(zones.len() - 1));
+                vpc_tables[vpc]
+                    .entry(LowerName::new(&z.name))
+                    .or_default()
+                    .push(Authority::Zone(zones.len() - 1));
             }
         }
         for zone in &mut zones {
@@ -302,7 +339,10 @@ impl Resolver {
                     RuleKind::Forward => Authority::Forward(ri),
                     RuleKind::System => Authority::System(ri),
                 };
-                vpc_tables[vpc].entry(LowerName::new(&rule.domain)).or_default().push(auth);
+                vpc_tables[vpc]
+                    .entry(LowerName::new(&rule.domain))
+                    .or_default()
+                    .push(auth);
             }
         }
 
@@ -313,8 +353,14 @@ impl Resolver {
                 continue;
             }
             let table = &mut vpc_tables[vi];
-            table.entry(LowerName::new(&ec2_domain)).or_default().push(Authority::Ec2Internal);
-            let mut reverse = vec!["10.in-addr.arpa.".to_string(), "168.192.in-addr.arpa.".to_string()];
+            table
+                .entry(LowerName::new(&ec2_domain))
+                .or_default()
+                .push(Authority::Ec2Internal);
+            let mut reverse = vec![
+                "10.in-addr.arpa.".to_string(),
+                "168.192.in-addr.arpa.".to_string(),
+            ];
             reverse.extend((16..32).map(|b| format!("{b}.172.in-addr.arpa.")));
             for cidr in &vpc.cidrs {
                 let o = cidr.network().octets();
@@ -341,13 +387,28 @@ impl Resolver {
         let mut source_views = Vec::new();
         for (vi, vpc) in topo.vpcs.iter().enumerate() {
             for c in &vpc.cidrs {
-                source_views.push((IpNet::V4(*c), vi, false, format!("{c}, a CIDR of {}", vpc.label())));
+                source_views.push((
+                    IpNet::V4(*c),
+                    vi,
+                    false,
+                    format!("{c}, a CIDR of {}", vpc.label()),
+                ));
             }
             if let Some(c) = vpc.ipv6_cidr {
-                source_views.push((IpNet::V6(c), vi, false, format!("{c}, the IPv6 CIDR of {}", vpc.label())));
+                source_views.push((
+                    IpNet::V6(c),
+                    vi,
+                    false,
+                    format!("{c}, the IPv6 CIDR of {}", vpc.label()),
+                ));
             }
             for c in &vpc.clients {
-                source_views.push((*c, vi, false, format!("{c}, listed in `clients` of {}", vpc.label())));
+                source_views.push((
+                    *c,
+                    vi,
+                    false,
+                    format!("{c}, listed in `clients` of {}", vpc.label()),
+                ));
             }
         }
         for n in &topo.networks {
@@ -358,13 +419,19 @@ impl Resolver {
                         *c,
                         ep.vpc,
                         true,
-                        format!("{c}, network `{}`, which forwards to inbound endpoint {} of {}", n.name, ep.id, topo.vpcs[ep.vpc].label()),
+                        format!(
+                            "{c}, network `{}`, which forwards to inbound endpoint {} of {}",
+                            n.name,
+                            ep.id,
+                            topo.vpcs[ep.vpc].label()
+                        ),
                     ));
                 }
             }
         }
         // Rule 2 before rule 3 (spec), then most specific first within each.
-        source_views.sort_by_key(|(net, _, inbound, _)| (*inbound, std::cmp::Reverse(net.prefix_len())));
+        source_views
+            .sort_by_key(|(net, _, inbound, _)| (*inbound, std::cmp::Reverse(net.prefix_len())));
 
         let soa = r53_soa(&Name::root());
         Self {
@@ -396,8 +463,19 @@ impl Resolver {
         if let Some(local) = client.local.map(|l| l.to_canonical())
             && let Some(&(vi, inbound)) = self.address_views.get(&local)
         {
-            let what = if inbound { "an inbound Resolver endpoint address" } else { "the VPC resolver address (base + 2)" };
-            return vpc_view(vi, inbound, format!("the query arrived on {local}, {what} of {}", self.topo.vpcs[vi].label()));
+            let what = if inbound {
+                "an inbound Resolver endpoint address"
+            } else {
+                "the VPC resolver address (base + 2)"
+            };
+            return vpc_view(
+                vi,
+                inbound,
+                format!(
+                    "the query arrived on {local}, {what} of {}",
+                    self.topo.vpcs[vi].label()
+                ),
+            );
         }
         for (net, vi, inbound, desc) in &self.source_views {
             if net.contains(&src) {
@@ -405,12 +483,21 @@ impl Resolver {
             }
         }
         match self.topo.default_view {
-            ViewRef::Vpc(vi) => vpc_view(vi, false, format!("source {src} matches no VPC or network; default_view is {}", self.topo.vpcs[vi].label())),
+            ViewRef::Vpc(vi) => vpc_view(
+                vi,
+                false,
+                format!(
+                    "source {src} matches no VPC or network; default_view is {}",
+                    self.topo.vpcs[vi].label()
+                ),
+            ),
             ViewRef::Public => View {
                 vpc: None,
                 name: "public".into(),
                 via_inbound: false,
-                why: format!("source {src} matches no VPC, client network or inbound endpoint; default_view is public"),
+                why: format!(
+                    "source {src} matches no VPC, client network or inbound endpoint; default_view is public"
+                ),
             },
         }
     }
@@ -418,12 +505,22 @@ impl Resolver {
     /// Decides the answer for one question.
     pub fn resolve(&self, client: Client, qname: &Name, qtype: RecordType) -> Decision {
         let view = self.view(client);
-        let mut trace = vec![Step { text: format!("view {}: {}", view.name, view.why), reference: "spec: Which view answers a client; §6.1, §6.2" }];
+        let mut trace = vec![Step {
+            text: format!("view {}: {}", view.name, view.why),
+            reference: "spec: Which view answers a client; §6.1, §6.2",
+        }];
         if let Some(vi) = view.vpc
             && !self.topo.vpcs[vi].dns_support
         {
             trace.push(Step { text: format!("{} has enable_dns_support off: the Amazon DNS server does not answer (exact failure UNCONFIRMED; we refuse)", view.name), reference: "§1.2" });
-            return Decision { view, outcome: Outcome::Refused { reason: "enable_dns_support is off".into() }, trace, decided_by: "dns-support-off".into() };
+            return Decision {
+                view,
+                outcome: Outcome::Refused {
+                    reason: "enable_dns_support is off".into(),
+                },
+                trace,
+                decided_by: "dns-support-off".into(),
+            };
         }
         let mut answers = Vec::new();
         let mut current = qname.to_lowercase();
@@ -435,35 +532,89 @@ impl Resolver {
                 decided_by = by;
             }
             let outcome = match outcome {
-                Outcome::Answer { rcode, authoritative, answers: mut got, authority } => {
+                Outcome::Answer {
+                    rcode,
+                    authoritative,
+                    answers: mut got,
+                    authority,
+                } => {
                     // Chase a CNAME inside the server when the target is local (reference §6.4, spec).
                     let cname_target = got.iter().find_map(|r| match &r.data {
-                        RData::CNAME(c) if qtype != RecordType::CNAME && &r.name == &current => Some(c.0.clone()),
+                        RData::CNAME(c) if qtype != RecordType::CNAME && r.name == current => {
+                            Some(c.0.clone())
+                        }
                         _ => None,
                     });
                     answers.append(&mut got);
                     if let Some(target) = &cname_target
                         && depth < MAX_CNAME_CHAIN
                     {
-                        trace.push(Step { text: format!("{current} is a CNAME for {target}: following it in the same view"), reference: "RFC 1034 §3.6.2" });
+                        trace.push(Step {
+                            text: format!(
+                                "{current} is a CNAME for {target}: following it in the same view"
+                            ),
+                            reference: "RFC 1034 §3.6.2",
+                        });
                         current = target.to_lowercase();
                         continue;
                     }
                     if cname_target.is_some() {
-                        return Decision { view, outcome: Outcome::ServFail { reason: "CNAME chain too long".into() }, trace, decided_by };
+                        return Decision {
+                            view,
+                            outcome: Outcome::ServFail {
+                                reason: "CNAME chain too long".into(),
+                            },
+                            trace,
+                            decided_by,
+                        };
                     }
-                    Outcome::Answer { rcode, authoritative, answers, authority }
+                    Outcome::Answer {
+                        rcode,
+                        authoritative,
+                        answers,
+                        authority,
+                    }
                 }
-                Outcome::Forward { rule, targets, source, name, .. } => Outcome::Forward { rule, targets, source, name, answers },
+                Outcome::Forward {
+                    rule,
+                    targets,
+                    source,
+                    name,
+                    ..
+                } => Outcome::Forward {
+                    rule,
+                    targets,
+                    source,
+                    name,
+                    answers,
+                },
                 other => other,
             };
-            return Decision { view, outcome, trace, decided_by };
+            return Decision {
+                view,
+                outcome,
+                trace,
+                decided_by,
+            };
         }
-        Decision { view, outcome: Outcome::ServFail { reason: "CNAME chain too long".into() }, trace, decided_by }
+        Decision {
+            view,
+            outcome: Outcome::ServFail {
+                reason: "CNAME chain too long".into(),
+            },
+            trace,
+            decided_by,
+        }
     }
 
     /// One name, no CNAME chasing: the most specific authority of the view decides (reference §9).
-    fn resolve_one(&self, view: &View, qname: &Name, qtype: RecordType, trace: &mut Vec<Step>) -> (Outcome, String) {
+    fn resolve_one(
+        &self,
+        view: &View,
+        qname: &Name,
+        qtype: RecordType,
+        trace: &mut Vec<Step>,
+    ) -> (Outcome, String) {
         let lower = LowerName::new(qname);
         debug_assert!(qname.is_fqdn());
         if let Some(vi) = view.vpc {
@@ -474,21 +625,42 @@ impl Resolver {
                 if let Some(auths) = table.get(&level) {
                     // At one domain: a forward rule beats a zone of the same name (§6.3); a system rule defers to
                     // the zones and to recursion.
-                    let forward = auths.iter().find_map(|a| if let Authority::Forward(r) = a { Some(*r) } else { None });
+                    let forward = auths.iter().find_map(|a| {
+                        if let Authority::Forward(r) = a {
+                            Some(*r)
+                        } else {
+                            None
+                        }
+                    });
                     if let Some(ri) = forward
                         && system_seen.is_none()
                     {
                         let rule = &self.topo.rules[ri];
-                        let mut text = format!("forward rule {} for {} is the most specific match", rule.id, rule.domain);
+                        let mut text = format!(
+                            "forward rule {} for {} is the most specific match",
+                            rule.id, rule.domain
+                        );
                         if auths.iter().any(|a| matches!(a, Authority::Zone(_))) {
-                            text.push_str(&format!("; it beats the private zone of the same name, which is ignored"));
+                            text.push_str(
+                                "; it beats the private zone of the same name, which is ignored",
+                            );
                         }
-                        trace.push(Step { text, reference: "§6.3" });
-                        let source = rule.outbound.map(|o| self.topo.outbound_endpoints[o].ips.clone()).and_then(|ips| ips.first().copied());
+                        trace.push(Step {
+                            text,
+                            reference: "§6.3",
+                        });
+                        let source = rule
+                            .outbound
+                            .map(|o| self.topo.outbound_endpoints[o].ips.clone())
+                            .and_then(|ips| ips.first().copied());
                         return (
                             Outcome::Forward {
                                 rule: Some(rule.id.clone()),
-                                targets: rule.targets.iter().map(|t| Forwarding::Target(*t)).collect(),
+                                targets: rule
+                                    .targets
+                                    .iter()
+                                    .map(|t| Forwarding::Target(*t))
+                                    .collect(),
                                 source,
                                 name: qname.clone(),
                                 answers: Vec::new(),
@@ -507,13 +679,29 @@ impl Resolver {
                                     });
                                     continue;
                                 }
-                                return (self.answer_from_zone(zone, qname, qtype, trace), zone.decided_by.clone());
+                                return (
+                                    self.answer_from_zone(zone, qname, qtype, trace),
+                                    zone.decided_by.clone(),
+                                );
                             }
-                            Authority::Ec2Internal => return (self.ec2_internal(vi, qname, qtype, trace), "ec2-internal".into()),
+                            Authority::Ec2Internal => {
+                                return (
+                                    self.ec2_internal(vi, qname, qtype, trace),
+                                    "ec2-internal".into(),
+                                );
+                            }
                             Authority::Reverse if qtype == RecordType::PTR || level != lower => {
-                                return (self.reverse(vi, &level, qname, qtype, trace), "ec2-reverse".into());
+                                return (
+                                    self.reverse(vi, &level, qname, qtype, trace),
+                                    "ec2-reverse".into(),
+                                );
                             }
-                            Authority::Reverse => return (self.reverse(vi, &level, qname, qtype, trace), "ec2-reverse".into()),
+                            Authority::Reverse => {
+                                return (
+                                    self.reverse(vi, &level, qname, qtype, trace),
+                                    "ec2-reverse".into(),
+                                );
+                            }
                             Authority::System(ri) => {
                                 if system_seen.is_none() {
                                     let rule = &self.topo.rules[*ri];
@@ -535,7 +723,10 @@ impl Resolver {
             }
             trace.push(Step { text: format!("no rule or private zone of {} covers {qname}: recursive resolution (the autodefined \".\" rule)", view.name), reference: "§6.3, §6.4" });
         } else {
-            trace.push(Step { text: format!("public view: only public DNS answers {qname}"), reference: "§1.1, §2.2" });
+            trace.push(Step {
+                text: format!("public view: only public DNS answers {qname}"),
+                reference: "§1.1, §2.2",
+            });
         }
         self.public(qname, qtype, trace)
     }
@@ -545,19 +736,44 @@ impl Resolver {
         let lower = LowerName::new(qname);
         let found = self.public_names.get(&lower).or_else(|| {
             let parent = lower.base_name();
-            if lower.num_labels() > 1 { self.public_wildcards.get(&parent) } else { None }
+            if lower.num_labels() > 1 {
+                self.public_wildcards.get(&parent)
+            } else {
+                None
+            }
         });
         if let Some(recs) = found {
             let owner = qname.clone();
-            let matching: Vec<Record> = recs.iter().filter(|r| r.record_type() == qtype).map(|r| rename(r, &owner)).collect();
+            let matching: Vec<Record> = recs
+                .iter()
+                .filter(|r| r.record_type() == qtype)
+                .map(|r| rename(r, &owner))
+                .collect();
             trace.push(Step {
                 text: format!("{qname} is an endpoint-specific name: public DNS, answered in every view with the ENI addresses, TTL 60"),
                 reference: "§2.1, §2.2, §3.1",
             });
-            let authority = if matching.is_empty() { vec![self.soa_for(&self.vpce_zone(qname))] } else { Vec::new() };
-            return (Outcome::Answer { rcode: ResponseCode::NoError, authoritative: false, answers: matching, authority }, "vpce-name".into());
+            let authority = if matching.is_empty() {
+                vec![self.soa_for(&self.vpce_zone(qname))]
+            } else {
+                Vec::new()
+            };
+            return (
+                Outcome::Answer {
+                    rcode: ResponseCode::NoError,
+                    authoritative: false,
+                    answers: matching,
+                    authority,
+                },
+                "vpce-name".into(),
+            );
         }
-        trace.push(Step { text: format!("{qname} goes to the upstream resolvers (the public internet in this lab)"), reference: "§6.1" });
+        trace.push(Step {
+            text: format!(
+                "{qname} goes to the upstream resolvers (the public internet in this lab)"
+            ),
+            reference: "§6.1",
+        });
         let targets = self
             .topo
             .upstream
@@ -567,12 +783,28 @@ impl Resolver {
                 crate::topology::Upstream::Addr(a) => Forwarding::Target(*a),
             })
             .collect();
-        (Outcome::Forward { rule: None, targets, source: None, name: qname.clone(), answers: Vec::new() }, "upstream".into())
+        (
+            Outcome::Forward {
+                rule: None,
+                targets,
+                source: None,
+                name: qname.clone(),
+                answers: Vec::new(),
+            },
+            "upstream".into(),
+        )
     }
 
     fn vpce_zone(&self, qname: &Name) -> Name {
-        let suffix = name(&format!("{}.vpce.{}", self.topo.region, self.topo.dns_suffix));
-        if suffix.zone_of(qname) { suffix } else { qname.base_name() }
+        let suffix = name(&format!(
+            "{}.vpce.{}",
+            self.topo.region, self.topo.dns_suffix
+        ));
+        if suffix.zone_of(qname) {
+            suffix
+        } else {
+            qname.base_name()
+        }
     }
 
     fn soa_for(&self, zone: &Name) -> Record {
@@ -581,26 +813,50 @@ impl Resolver {
         soa
     }
 
-    fn answer_from_zone(&self, zone: &Zone, qname: &Name, qtype: RecordType, trace: &mut Vec<Step>) -> Outcome {
+    fn answer_from_zone(
+        &self,
+        zone: &Zone,
+        qname: &Name,
+        qtype: RecordType,
+        trace: &mut Vec<Step>,
+    ) -> Outcome {
         let lower = LowerName::new(qname);
         let nx = |trace: &mut Vec<Step>, why: String| {
-            trace.push(Step { text: why, reference: zone.reference });
-            Outcome::Answer { rcode: ResponseCode::NXDomain, authoritative: true, answers: Vec::new(), authority: vec![self.soa_for(&zone.name)] }
+            trace.push(Step {
+                text: why,
+                reference: zone.reference,
+            });
+            Outcome::Answer {
+                rcode: ResponseCode::NXDomain,
+                authoritative: true,
+                answers: Vec::new(),
+                authority: vec![self.soa_for(&zone.name)],
+            }
         };
         let (owner_recs, synthesized) = match zone.records.get(&lower) {
             Some(recs) => (Some(recs), false),
-            None if zone.parents.contains(&lower) || lower == LowerName::new(&zone.name) => (None, false),
+            None if zone.parents.contains(&lower) || lower == LowerName::new(&zone.name) => {
+                (None, false)
+            }
             None => {
                 // Wildcard: `*.` + the closest existing ancestor (RFC 4592), within the zone.
                 let mut probe = lower.base_name();
                 let mut hit = None;
                 while probe.num_labels() >= zone.name.num_labels() {
-                    let wild = LowerName::new(&Name::from_str("*").unwrap_or_default().append_domain(&Name::from(&probe)).unwrap_or_default());
+                    let wild = LowerName::new(
+                        &Name::from_str("*")
+                            .unwrap_or_default()
+                            .append_domain(&Name::from(&probe))
+                            .unwrap_or_default(),
+                    );
                     if let Some(recs) = zone.records.get(&wild) {
                         hit = Some(recs);
                         break;
                     }
-                    if zone.records.contains_key(&probe) || zone.parents.contains(&probe) || probe.num_labels() == zone.name.num_labels() {
+                    if zone.records.contains_key(&probe)
+                        || zone.parents.contains(&probe)
+                        || probe.num_labels() == zone.name.num_labels()
+                    {
                         break;
                     }
                     probe = probe.base_name();
@@ -608,29 +864,71 @@ impl Resolver {
                 match hit {
                     Some(recs) => (Some(recs), true),
                     None => {
-                        return nx(trace, format!("{} is the most specific zone for {qname} and has no such name: NXDOMAIN, with no fallback to public DNS", zone.label));
+                        return nx(
+                            trace,
+                            format!(
+                                "{} is the most specific zone for {qname} and has no such name: NXDOMAIN, with no fallback to public DNS",
+                                zone.label
+                            ),
+                        );
                     }
                 }
             }
         };
-        let recs: Vec<Record> = owner_recs.map(|r| r.iter().map(|r| rename(r, qname)).collect()).unwrap_or_default();
+        let recs: Vec<Record> = owner_recs
+            .map(|r| r.iter().map(|r| rename(r, qname)).collect())
+            .unwrap_or_default();
         let how = if synthesized { " (wildcard)" } else { "" };
-        let cname: Vec<Record> = recs.iter().filter(|r| r.record_type() == RecordType::CNAME).cloned().collect();
+        let cname: Vec<Record> = recs
+            .iter()
+            .filter(|r| r.record_type() == RecordType::CNAME)
+            .cloned()
+            .collect();
         if !cname.is_empty() && qtype != RecordType::CNAME {
-            trace.push(Step { text: format!("{} answers {qname}{how} with a CNAME", zone.label), reference: zone.reference });
-            return Outcome::Answer { rcode: ResponseCode::NoError, authoritative: true, answers: cname, authority: Vec::new() };
+            trace.push(Step {
+                text: format!("{} answers {qname}{how} with a CNAME", zone.label),
+                reference: zone.reference,
+            });
+            return Outcome::Answer {
+                rcode: ResponseCode::NoError,
+                authoritative: true,
+                answers: cname,
+                authority: Vec::new(),
+            };
         }
-        let matching: Vec<Record> = recs.into_iter().filter(|r| qtype == RecordType::ANY || r.record_type() == qtype).collect();
+        let matching: Vec<Record> = recs
+            .into_iter()
+            .filter(|r| qtype == RecordType::ANY || r.record_type() == qtype)
+            .collect();
         if matching.is_empty() {
             trace.push(Step { text: format!("{} has {qname}{how} but no {qtype} record: NODATA (NOERROR, empty answer, SOA)", zone.label), reference: "§6.4 [INF]" });
-            return Outcome::Answer { rcode: ResponseCode::NoError, authoritative: true, answers: Vec::new(), authority: vec![self.soa_for(&zone.name)] };
+            return Outcome::Answer {
+                rcode: ResponseCode::NoError,
+                authoritative: true,
+                answers: Vec::new(),
+                authority: vec![self.soa_for(&zone.name)],
+            };
         }
-        trace.push(Step { text: format!("{} answers {qname}{how} {qtype}", zone.label), reference: zone.reference });
-        Outcome::Answer { rcode: ResponseCode::NoError, authoritative: true, answers: matching, authority: Vec::new() }
+        trace.push(Step {
+            text: format!("{} answers {qname}{how} {qtype}", zone.label),
+            reference: zone.reference,
+        });
+        Outcome::Answer {
+            rcode: ResponseCode::NoError,
+            authoritative: true,
+            answers: matching,
+            authority: Vec::new(),
+        }
     }
 
     /// `ip-10-0-1-25.ec2.internal` -> 10.0.1.25 for addresses of the VPC (§6.1).
-    fn ec2_internal(&self, vi: usize, qname: &Name, qtype: RecordType, trace: &mut Vec<Step>) -> Outcome {
+    fn ec2_internal(
+        &self,
+        vi: usize,
+        qname: &Name,
+        qtype: RecordType,
+        trace: &mut Vec<Step>,
+    ) -> Outcome {
         let vpc = &self.topo.vpcs[vi];
         let zone = &self.ec2_domain;
         let ip = (qname.num_labels() == zone.num_labels() + 1)
@@ -642,40 +940,109 @@ impl Resolver {
             .filter(|ip| vpc.contains(IpAddr::V4(*ip)));
         match ip {
             Some(ip) if qtype == RecordType::A || qtype == RecordType::ANY => {
-                trace.push(Step { text: format!("{qname} is the EC2 internal name of {ip}, inside {}", vpc.label()), reference: "§6.1" });
-                Outcome::Answer { rcode: ResponseCode::NoError, authoritative: true, answers: vec![record(qname, 60, RData::A(ip.into()))], authority: Vec::new() }
+                trace.push(Step {
+                    text: format!(
+                        "{qname} is the EC2 internal name of {ip}, inside {}",
+                        vpc.label()
+                    ),
+                    reference: "§6.1",
+                });
+                Outcome::Answer {
+                    rcode: ResponseCode::NoError,
+                    authoritative: true,
+                    answers: vec![record(qname, 60, RData::A(ip.into()))],
+                    authority: Vec::new(),
+                }
             }
             Some(ip) => {
-                trace.push(Step { text: format!("{qname} is the EC2 internal name of {ip}; it has only an A record: NODATA"), reference: "§6.1" });
-                Outcome::Answer { rcode: ResponseCode::NoError, authoritative: true, answers: Vec::new(), authority: vec![self.soa_for(zone)] }
+                trace.push(Step {
+                    text: format!(
+                        "{qname} is the EC2 internal name of {ip}; it has only an A record: NODATA"
+                    ),
+                    reference: "§6.1",
+                });
+                Outcome::Answer {
+                    rcode: ResponseCode::NoError,
+                    authoritative: true,
+                    answers: Vec::new(),
+                    authority: vec![self.soa_for(zone)],
+                }
             }
             None => {
-                trace.push(Step { text: format!("{qname} is under {zone} but names no address of {}: NXDOMAIN", vpc.label()), reference: "§6.1, §6.3" });
-                Outcome::Answer { rcode: ResponseCode::NXDomain, authoritative: true, answers: Vec::new(), authority: vec![self.soa_for(zone)] }
+                trace.push(Step {
+                    text: format!(
+                        "{qname} is under {zone} but names no address of {}: NXDOMAIN",
+                        vpc.label()
+                    ),
+                    reference: "§6.1, §6.3",
+                });
+                Outcome::Answer {
+                    rcode: ResponseCode::NXDomain,
+                    authoritative: true,
+                    answers: Vec::new(),
+                    authority: vec![self.soa_for(zone)],
+                }
             }
         }
     }
 
     /// Reverse names of VPC addresses -> their EC2 internal name (autodefined reverse rules, §6.3).
-    fn reverse(&self, vi: usize, zone: &LowerName, qname: &Name, qtype: RecordType, trace: &mut Vec<Step>) -> Outcome {
+    fn reverse(
+        &self,
+        vi: usize,
+        zone: &LowerName,
+        qname: &Name,
+        qtype: RecordType,
+        trace: &mut Vec<Step>,
+    ) -> Outcome {
         let vpc = &self.topo.vpcs[vi];
         let zone = Name::from(zone);
-        let octets: Vec<u8> = qname.iter().take(4).filter_map(|l| std::str::from_utf8(l).ok()?.parse().ok()).collect();
-        let ip = (qname.num_labels() == 6 && octets.len() == 4).then(|| Ipv4Addr::new(octets[3], octets[2], octets[1], octets[0])).filter(|ip| vpc.contains(IpAddr::V4(*ip)));
+        let octets: Vec<u8> = qname
+            .iter()
+            .take(4)
+            .filter_map(|l| std::str::from_utf8(l).ok()?.parse().ok())
+            .collect();
+        let ip = (qname.num_labels() == 6 && octets.len() == 4)
+            .then(|| Ipv4Addr::new(octets[3], octets[2], octets[1], octets[0]))
+            .filter(|ip| vpc.contains(IpAddr::V4(*ip)));
         match ip {
             Some(ip) => {
                 let o = ip.octets();
-                let target = name(&format!("ip-{}-{}-{}-{}.{}", o[0], o[1], o[2], o[3], self.ec2_domain));
-                trace.push(Step { text: format!("{qname} is the reverse name of {ip} in {}: PTR {target}", vpc.label()), reference: "§6.3 [INF answer content]" });
+                let target = name(&format!(
+                    "ip-{}-{}-{}-{}.{}",
+                    o[0], o[1], o[2], o[3], self.ec2_domain
+                ));
+                trace.push(Step {
+                    text: format!(
+                        "{qname} is the reverse name of {ip} in {}: PTR {target}",
+                        vpc.label()
+                    ),
+                    reference: "§6.3 [INF answer content]",
+                });
                 if qtype == RecordType::PTR || qtype == RecordType::ANY {
-                    Outcome::Answer { rcode: ResponseCode::NoError, authoritative: true, answers: vec![record(qname, 60, RData::PTR(rdata::PTR(target)))], authority: Vec::new() }
+                    Outcome::Answer {
+                        rcode: ResponseCode::NoError,
+                        authoritative: true,
+                        answers: vec![record(qname, 60, RData::PTR(rdata::PTR(target)))],
+                        authority: Vec::new(),
+                    }
                 } else {
-                    Outcome::Answer { rcode: ResponseCode::NoError, authoritative: true, answers: Vec::new(), authority: vec![self.soa_for(&zone)] }
+                    Outcome::Answer {
+                        rcode: ResponseCode::NoError,
+                        authoritative: true,
+                        answers: Vec::new(),
+                        authority: vec![self.soa_for(&zone)],
+                    }
                 }
             }
             None => {
                 trace.push(Step { text: format!("{qname} is under the autodefined reverse zone {zone} but names no address of {}: NXDOMAIN", vpc.label()), reference: "§6.3" });
-                Outcome::Answer { rcode: ResponseCode::NXDomain, authoritative: true, answers: Vec::new(), authority: vec![self.soa_for(&zone)] }
+                Outcome::Answer {
+                    rcode: ResponseCode::NXDomain,
+                    authoritative: true,
+                    answers: Vec::new(),
+                    authority: vec![self.soa_for(&zone)],
+                }
             }
         }
     }
@@ -686,4 +1053,123 @@ fn rename(r: &Record, owner: &Name) -> Record {
     let mut r = r.clone();
     r.name = owner.clone();
     r
+}
+
+/// Something that could decide a name, for `explain`: every authority whose domain is the name or a parent of it,
+/// in this view or (marked not visible) in another.
+#[derive(Debug, Clone, Serialize)]
+pub struct Candidate {
+    /// The domain the candidate covers.
+    pub domain: String,
+    /// `endpoint private DNS`, `private hosted zone`, `forward rule`, `system rule`, `EC2 internal names`, `reverse zone`.
+    pub kind: &'static str,
+    pub label: String,
+    /// Matches `Decision::decided_by` when this candidate decided.
+    pub decided_by: String,
+    /// Why it can't decide in this view, if it can't.
+    pub not_visible: Option<String>,
+}
+
+impl Resolver {
+    /// Every candidate for `qname`, most specific first (see [`Candidate`]).
+    pub fn candidates(&self, view: &View, qname: &Name) -> Vec<Candidate> {
+        let mut out = Vec::new();
+        let mut fq = qname.to_lowercase();
+        fq.set_fqdn(true);
+        let mut level = LowerName::new(&fq);
+        loop {
+            for (vi, table) in self.vpc_tables.iter().enumerate() {
+                let Some(auths) = table.get(&level) else {
+                    continue;
+                };
+                for auth in auths {
+                    let (kind, label, decided_by) = match auth {
+                        Authority::Forward(r) => {
+                            let rule = &self.topo.rules[*r];
+                            let targets: Vec<String> =
+                                rule.targets.iter().map(|t| t.to_string()).collect();
+                            (
+                                "forward rule",
+                                format!("{} -> {}", rule.id, targets.join(", ")),
+                                format!("rule:{}", rule.id),
+                            )
+                        }
+                        Authority::System(r) => (
+                            "system rule",
+                            self.topo.rules[*r].id.clone(),
+                            format!("rule:{}", self.topo.rules[*r].id),
+                        ),
+                        Authority::Zone(z) => {
+                            let zone = &self.zones[*z];
+                            let kind = if zone.decided_by.starts_with("endpoint:") {
+                                "endpoint private DNS"
+                            } else {
+                                "private hosted zone"
+                            };
+                            (kind, zone.label.clone(), zone.decided_by.clone())
+                        }
+                        Authority::Ec2Internal => (
+                            "EC2 internal names",
+                            format!("autodefined rule for {}", self.ec2_domain),
+                            "ec2-internal".to_string(),
+                        ),
+                        Authority::Reverse => (
+                            "reverse zone",
+                            format!("autodefined reverse rule {level}"),
+                            "ec2-reverse".to_string(),
+                        ),
+                    };
+                    let here = view.vpc == Some(vi);
+                    // The same authority in several VPCs (a shared rule or zone) is listed once, from this view if visible.
+                    if !here
+                        && (view.vpc.is_some_and(|v| {
+                            self.vpc_tables[v]
+                                .get(&level)
+                                .is_some_and(|a| a.iter().any(|x| same(x, auth)))
+                        }) || out.iter().any(|c: &Candidate| {
+                            c.decided_by == decided_by && c.domain == level.to_string()
+                        }))
+                    {
+                        continue;
+                    }
+                    let mut not_visible = (!here).then(|| {
+                        format!(
+                            "associated with {} only, not with this view",
+                            self.topo.vpcs[vi].label()
+                        )
+                    });
+                    if here
+                        && let Authority::Zone(z) = auth
+                        && self.zones[*z].inbound_only
+                        && !view.via_inbound
+                    {
+                        not_visible = Some("private DNS only for inbound Resolver endpoints; this client is inside the VPC".into());
+                    }
+                    out.push(Candidate {
+                        domain: level.to_string(),
+                        kind,
+                        label,
+                        decided_by,
+                        not_visible,
+                    });
+                }
+            }
+            if level.is_root() {
+                break;
+            }
+            level = level.base_name();
+        }
+        out
+    }
+}
+
+fn same(a: &Authority, b: &Authority) -> bool {
+    match (a, b) {
+        (Authority::Forward(x), Authority::Forward(y))
+        | (Authority::System(x), Authority::System(y))
+        | (Authority::Zone(x), Authority::Zone(y)) => x == y,
+        (Authority::Ec2Internal, Authority::Ec2Internal)
+        | (Authority::Reverse, Authority::Reverse) => true,
+        _ => false,
+    }
 }

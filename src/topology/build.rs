@@ -62,7 +62,8 @@ pub(super) fn build(sources: &[(String, String)]) -> Result<Topology, Diagnostic
                 continue;
             }
         };
-        let Some(raw_file) = file.item::<raw::File>(&value, &YamlPath::default(), &mut diags) else {
+        let Some(raw_file) = file.item::<raw::File>(&value, &YamlPath::default(), &mut diags)
+        else {
             continue;
         };
         files.push(file);
@@ -115,12 +116,17 @@ fn derived_suffix(id: &str) -> String {
 
 fn valid_id(id: &str, prefix: &str) -> bool {
     id.strip_prefix(prefix).is_some_and(|hex| {
-        (hex.len() == 8 || hex.len() == 17) && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        (hex.len() == 8 || hex.len() == 17)
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
     })
 }
 
 fn id_hint(prefix: &str) -> String {
-    format!("write `{prefix}` followed by 8 or 17 lowercase hex digits, e.g. `{prefix}0a1b2c3d4e5f60718`, or leave it out for a derived one")
+    format!(
+        "write `{prefix}` followed by 8 or 17 lowercase hex digits, e.g. `{prefix}0a1b2c3d4e5f60718`, or leave it out for a derived one"
+    )
 }
 
 /// Parses a domain name written in a topology into a lowercase FQDN.
@@ -129,7 +135,8 @@ fn parse_domain(text: &str) -> Result<Name, String> {
     if trimmed.is_empty() {
         return Err("empty domain name".into());
     }
-    let mut name = Name::from_str(trimmed).map_err(|e| format!("`{trimmed}` is not a domain name ({e})"))?;
+    let mut name =
+        Name::from_str(trimmed).map_err(|e| format!("`{trimmed}` is not a domain name ({e})"))?;
     name.set_fqdn(true);
     Ok(name.to_lowercase())
 }
@@ -186,7 +193,10 @@ impl<'r> Builder<'r> {
     }
 
     fn origins<'c>(ctx: &Ctx<'c>) -> impl Iterator<Item = Origin<'c>> + use<'c> {
-        ctx.files.iter().enumerate().map(|(idx, file)| Origin { file, idx })
+        ctx.files
+            .iter()
+            .enumerate()
+            .map(|(idx, file)| Origin { file, idx })
     }
 
     fn claim_id(&mut self, ctx: &mut Ctx<'_>, o: Origin<'_>, path: &YamlPath, id: &str) {
@@ -213,7 +223,11 @@ impl<'r> Builder<'r> {
             if let Some(v) = raw.version
                 && v != 1
             {
-                ctx.err(o.file, &YamlPath::default().key("version"), format!("unsupported version {v}; write `version: 1`"));
+                ctx.err(
+                    o.file,
+                    &YamlPath::default().key("version"),
+                    format!("unsupported version {v}; write `version: 1`"),
+                );
             }
             if let Some(region) = &raw.region {
                 let path = YamlPath::default().key("region");
@@ -236,7 +250,11 @@ impl<'r> Builder<'r> {
             if let Some(list) = &raw.upstream {
                 let path = YamlPath::default().key("upstream");
                 if upstream_seen {
-                    ctx.err(o.file, &path, "`upstream` is set in more than one file; set it in one");
+                    ctx.err(
+                        o.file,
+                        &path,
+                        "`upstream` is set in more than one file; set it in one",
+                    );
                 }
                 upstream_seen = true;
                 self.topo.upstream.clear();
@@ -255,7 +273,9 @@ impl<'r> Builder<'r> {
                 for (i, text) in list.iter().enumerate() {
                     match parse_net(text) {
                         Ok(net) => self.topo.allow.push(net),
-                        Err(msg) => ctx.err(o.file, &YamlPath::default().key("allow").index(i), msg),
+                        Err(msg) => {
+                            ctx.err(o.file, &YamlPath::default().key("allow").index(i), msg)
+                        }
                     }
                 }
             }
@@ -278,10 +298,17 @@ impl<'r> Builder<'r> {
                 let id = match &v.id {
                     Some(id) if valid_id(id, "vpc-") => id.clone(),
                     Some(id) => {
-                        ctx.err(o.file, &path.key("id"), format!("malformed VPC id `{id}`; {}", id_hint("vpc-")));
+                        ctx.err(
+                            o.file,
+                            &path.key("id"),
+                            format!("malformed VPC id `{id}`; {}", id_hint("vpc-")),
+                        );
                         id.clone()
                     }
-                    None => derived_id("vpc-", &["vpc", v.name.as_deref().unwrap_or(""), &ordinal.to_string()]),
+                    None => derived_id(
+                        "vpc-",
+                        &["vpc", v.name.as_deref().unwrap_or(""), &ordinal.to_string()],
+                    ),
                 };
                 self.claim_id(ctx, o, &path.key("id"), &id);
                 // CIDRs
@@ -299,7 +326,11 @@ impl<'r> Builder<'r> {
                             cidr_texts.push((c.clone(), path.key("cidrs").index(j)));
                         }
                     }
-                    (None, None) => ctx.err(o.file, &path, "VPC has no `cidr`; add e.g. `cidr: 10.0.0.0/16`"),
+                    (None, None) => ctx.err(
+                        o.file,
+                        &path,
+                        "VPC has no `cidr`; add e.g. `cidr: 10.0.0.0/16`",
+                    ),
                 }
                 let mut cidrs = Vec::new();
                 for (text, p) in &cidr_texts {
@@ -327,28 +358,42 @@ impl<'r> Builder<'r> {
                     all_vpc_cidrs.push((*net, id.clone()));
                 }
                 let ipv6_cidr = v.ipv6_cidr.as_ref().and_then(|t| {
-                    parse_v6_net(t).map_err(|m| ctx.err(o.file, &path.key("ipv6_cidr"), m)).ok()
+                    parse_v6_net(t)
+                        .map_err(|m| ctx.err(o.file, &path.key("ipv6_cidr"), m))
+                        .ok()
                 });
                 let clients = v
                     .clients
                     .iter()
                     .flatten()
                     .enumerate()
-                    .filter_map(|(j, t)| parse_net(t).map_err(|m| ctx.err(o.file, &path.key("clients").index(j), m)).ok())
+                    .filter_map(|(j, t)| {
+                        parse_net(t)
+                            .map_err(|m| ctx.err(o.file, &path.key("clients").index(j), m))
+                            .ok()
+                    })
                     .collect();
                 // Subnets: as written, or one /24 per AZ when the VPC is written tersely.
                 let mut subnets = Vec::new();
                 let mut letters_used = 0usize;
                 if let Some(list) = &v.subnets {
                     if v.azs.is_some() {
-                        ctx.err(o.file, &path.key("azs"), "`azs` only applies when `subnets` is absent; remove one of them");
+                        ctx.err(
+                            o.file,
+                            &path.key("azs"),
+                            "`azs` only applies when `subnets` is absent; remove one of them",
+                        );
                     }
                     for (j, s) in list.iter().enumerate() {
                         let sp = path.key("subnets").index(j);
                         let sid = match &s.id {
                             Some(sid) if valid_id(sid, "subnet-") => sid.clone(),
                             Some(sid) => {
-                                ctx.err(o.file, &sp.key("id"), format!("malformed subnet id `{sid}`; {}", id_hint("subnet-")));
+                                ctx.err(
+                                    o.file,
+                                    &sp.key("id"),
+                                    format!("malformed subnet id `{sid}`; {}", id_hint("subnet-")),
+                                );
                                 sid.clone()
                             }
                             None => derived_id("subnet-", &["subnet", &id, &j.to_string()]),
@@ -381,7 +426,13 @@ impl<'r> Builder<'r> {
                             );
                         }
                         if cidr.prefix_len() > 28 {
-                            ctx.err(o.file, &sp.key("cidr"), format!("subnet {cidr} is smaller than /28, the smallest AWS allows"));
+                            ctx.err(
+                                o.file,
+                                &sp.key("cidr"),
+                                format!(
+                                    "subnet {cidr} is smaller than /28, the smallest AWS allows"
+                                ),
+                            );
                         }
                         for (other, owner) in &all_subnets {
                             if other.contains(&cidr.network()) || cidr.contains(&other.network()) {
@@ -403,12 +454,19 @@ impl<'r> Builder<'r> {
                                 }
                             }
                         });
-                        subnets.push(Subnet { id: sid, az, cidr, ipv6_cidr: ipv6 });
+                        subnets.push(Subnet {
+                            id: sid,
+                            az,
+                            cidr,
+                            ipv6_cidr: ipv6,
+                        });
                     }
                 } else if let Some(primary) = cidrs.first() {
                     let azs: Vec<String> = match &v.azs {
                         None => (0..2).map(|k| az_name(&region, k)).collect(),
-                        Some(raw::Azs::Count(n)) if (1..=6).contains(n) => (0..*n as usize).map(|k| az_name(&region, k)).collect(),
+                        Some(raw::Azs::Count(n)) if (1..=6).contains(n) => {
+                            (0..*n as usize).map(|k| az_name(&region, k)).collect()
+                        }
                         Some(raw::Azs::Count(n)) => {
                             ctx.err(o.file, &path.key("azs"), format!("`azs: {n}`: write a count from 1 to 6, or a list such as [a, b]"));
                             Vec::new()
@@ -416,12 +474,20 @@ impl<'r> Builder<'r> {
                         Some(raw::Azs::Names(names)) => names
                             .iter()
                             .enumerate()
-                            .filter_map(|(k, n)| normalize_az(&region, n).map_err(|m| ctx.err(o.file, &path.key("azs").index(k), m)).ok())
+                            .filter_map(|(k, n)| {
+                                normalize_az(&region, n)
+                                    .map_err(|m| ctx.err(o.file, &path.key("azs").index(k), m))
+                                    .ok()
+                            })
                             .collect(),
                     };
                     // One /24 per AZ at the start of the primary CIDR (10.0.1.0/24, 10.0.2.0/24, ...), or quarters of a
                     // small VPC.
-                    let prefix = if primary.prefix_len() <= 20 { 24 } else { (primary.prefix_len() + 2).min(28) };
+                    let prefix = if primary.prefix_len() <= 20 {
+                        24
+                    } else {
+                        (primary.prefix_len() + 2).min(28)
+                    };
                     let mut nets = primary.subnets(prefix).into_iter().flatten();
                     if prefix == 24 {
                         nets.next();
@@ -431,7 +497,12 @@ impl<'r> Builder<'r> {
                         let sid = derived_id("subnet-", &["subnet", &id, &k.to_string()]);
                         self.claim_id(ctx, o, &path.key("subnets"), &sid);
                         let ipv6 = ipv6_cidr.and_then(|v6| v6.subnets(64).ok()?.nth(k + 1));
-                        subnets.push(Subnet { id: sid, az, cidr, ipv6_cidr: ipv6 });
+                        subnets.push(Subnet {
+                            id: sid,
+                            az,
+                            cidr,
+                            ipv6_cidr: ipv6,
+                        });
                     }
                 }
                 if cidrs.is_empty() {
@@ -469,13 +540,20 @@ struct PendingIp {
 }
 
 impl Builder<'_> {
-    fn lookup_vpc(&self, ctx: &mut Ctx<'_>, o: Origin<'_>, path: &YamlPath, vpc: Option<&str>) -> Option<usize> {
+    fn lookup_vpc(
+        &self,
+        ctx: &mut Ctx<'_>,
+        o: Origin<'_>,
+        path: &YamlPath,
+        vpc: Option<&str>,
+    ) -> Option<usize> {
         match vpc {
             Some(key) => match self.vpc_index.get(key) {
                 Some(i) => Some(*i),
                 None => {
                     if !ctx.broken_ids.contains(key) {
-                        let known: Vec<&str> = self.topo.vpcs.iter().map(|v| v.id.as_str()).collect();
+                        let known: Vec<&str> =
+                            self.topo.vpcs.iter().map(|v| v.id.as_str()).collect();
                         ctx.err(o.file, path, format!("unknown VPC `{key}`; write the id or name of a VPC under `vpcs` ({})", known.join(", ")));
                     }
                     None
@@ -483,7 +561,11 @@ impl Builder<'_> {
             },
             None if self.topo.vpcs.len() == 1 => Some(0),
             None => {
-                ctx.err(o.file, path, format!("which VPC? add `vpc:` with one of: {}", self.vpc_list()));
+                ctx.err(
+                    o.file,
+                    path,
+                    format!("which VPC? add `vpc:` with one of: {}", self.vpc_list()),
+                );
                 None
             }
         }
@@ -491,11 +573,22 @@ impl Builder<'_> {
 
     fn vpc_list(&self) -> String {
         let ids: Vec<String> = self.topo.vpcs.iter().map(Vpc::label).collect();
-        if ids.is_empty() { "(no VPCs are defined)".into() } else { ids.join(", ") }
+        if ids.is_empty() {
+            "(no VPCs are defined)".into()
+        } else {
+            ids.join(", ")
+        }
     }
 
     /// Explicit addresses of a resolver endpoint or ENI: inside a subnet of the VPC and not reserved or taken.
-    fn check_ip(&mut self, ctx: &mut Ctx<'_>, o: Origin<'_>, path: &YamlPath, vpc: usize, ip: IpAddr) -> Option<usize> {
+    fn check_ip(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        o: Origin<'_>,
+        path: &YamlPath,
+        vpc: usize,
+        ip: IpAddr,
+    ) -> Option<usize> {
         let subnets = &self.topo.vpcs[vpc].subnets;
         let found = subnets.iter().position(|s| match ip {
             IpAddr::V4(v4) => s.cidr.contains(&v4),
@@ -503,8 +596,19 @@ impl Builder<'_> {
         });
         match found {
             None => {
-                let list: Vec<String> = subnets.iter().map(|s| format!("{} {}", s.id, s.cidr)).collect();
-                ctx.err(o.file, path, format!("{ip} is in no subnet of {} ({}); write an address inside one of them", self.topo.vpcs[vpc].id, list.join(", ")));
+                let list: Vec<String> = subnets
+                    .iter()
+                    .map(|s| format!("{} {}", s.id, s.cidr))
+                    .collect();
+                ctx.err(
+                    o.file,
+                    path,
+                    format!(
+                        "{ip} is in no subnet of {} ({}); write an address inside one of them",
+                        self.topo.vpcs[vpc].id,
+                        list.join(", ")
+                    ),
+                );
                 None
             }
             Some(si) => {
@@ -526,26 +630,55 @@ impl Builder<'_> {
         let origins: Vec<_> = Self::origins(ctx).collect();
         for (o, raw) in origins.into_iter().zip(self.raws) {
             for (inbound, list, key, prefix) in [
-                (true, &raw.resolver.inbound_endpoints, "inbound_endpoints", "rslvr-in-"),
-                (false, &raw.resolver.outbound_endpoints, "outbound_endpoints", "rslvr-out-"),
+                (
+                    true,
+                    &raw.resolver.inbound_endpoints,
+                    "inbound_endpoints",
+                    "rslvr-in-",
+                ),
+                (
+                    false,
+                    &raw.resolver.outbound_endpoints,
+                    "outbound_endpoints",
+                    "rslvr-out-",
+                ),
             ] {
                 for (i, item) in list.iter().enumerate() {
                     let path = YamlPath::default().key("resolver").key(key).index(i);
-                    let Some(r) = o.file.item::<raw::ResolverEndpoint>(&item.value, &path, &mut ctx.diags) else {
+                    let Some(r) =
+                        o.file
+                            .item::<raw::ResolverEndpoint>(&item.value, &path, &mut ctx.diags)
+                    else {
                         note_broken(ctx, &item.value);
                         continue;
                     };
-                    let Some(vpc) = self.lookup_vpc(ctx, o, &path.key("vpc"), r.vpc.as_deref()) else { continue };
+                    let Some(vpc) = self.lookup_vpc(ctx, o, &path.key("vpc"), r.vpc.as_deref())
+                    else {
+                        continue;
+                    };
                     let id = match &r.id {
                         Some(id) if valid_id(id, prefix) => id.clone(),
                         Some(id) => {
-                            ctx.err(o.file, &path.key("id"), format!("malformed resolver endpoint id `{id}`; {}", id_hint(prefix)));
+                            ctx.err(
+                                o.file,
+                                &path.key("id"),
+                                format!(
+                                    "malformed resolver endpoint id `{id}`; {}",
+                                    id_hint(prefix)
+                                ),
+                            );
                             id.clone()
                         }
-                        None => derived_id(prefix, &[prefix, &self.topo.vpcs[vpc].id, &i.to_string()]),
+                        None => {
+                            derived_id(prefix, &[prefix, &self.topo.vpcs[vpc].id, &i.to_string()])
+                        }
                     };
                     self.claim_id(ctx, o, &path.key("id"), &id);
-                    let owner = if inbound { self.topo.inbound_endpoints.len() } else { self.topo.outbound_endpoints.len() };
+                    let owner = if inbound {
+                        self.topo.inbound_endpoints.len()
+                    } else {
+                        self.topo.outbound_endpoints.len()
+                    };
                     let mut ips = Vec::new();
                     match &r.ips {
                         Some(list) => {
@@ -555,20 +688,40 @@ impl Builder<'_> {
                                         self.check_ip(ctx, o, &path.key("ips").index(j), vpc, ip);
                                         ips.push(ip);
                                     }
-                                    Err(_) => ctx.err(o.file, &path.key("ips").index(j), format!("`{text}` is not an IP address; write e.g. 10.0.1.53")),
+                                    Err(_) => ctx.err(
+                                        o.file,
+                                        &path.key("ips").index(j),
+                                        format!(
+                                            "`{text}` is not an IP address; write e.g. 10.0.1.53"
+                                        ),
+                                    ),
                                 }
                             }
                         }
                         None => {
                             // AWS requires two addresses; take the first subnet of the VPC's first two AZs.
-                            for (slot, subnet) in first_subnet_per_az(&self.topo.vpcs[vpc]).into_iter().take(2).enumerate() {
+                            for (slot, subnet) in first_subnet_per_az(&self.topo.vpcs[vpc])
+                                .into_iter()
+                                .take(2)
+                                .enumerate()
+                            {
                                 ips.push(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-                                pending.push(PendingIp { resolver: Some(inbound), owner, slot, subnet: self.topo.vpcs[vpc].subnets[subnet].cidr, seed: format!("{id}/{slot}") });
+                                pending.push(PendingIp {
+                                    resolver: Some(inbound),
+                                    owner,
+                                    slot,
+                                    subnet: self.topo.vpcs[vpc].subnets[subnet].cidr,
+                                    seed: format!("{id}/{slot}"),
+                                });
                             }
                         }
                     }
                     let ep = ResolverEndpoint { id, vpc, ips };
-                    if inbound { self.topo.inbound_endpoints.push(ep) } else { self.topo.outbound_endpoints.push(ep) }
+                    if inbound {
+                        self.topo.inbound_endpoints.push(ep)
+                    } else {
+                        self.topo.outbound_endpoints.push(ep)
+                    }
                 }
             }
         }
@@ -583,7 +736,12 @@ impl Builder<'_> {
         for (o, raw) in origins.into_iter().zip(self.raws) {
             for (i, item) in raw.services.iter().enumerate() {
                 let path = YamlPath::default().key("services").index(i);
-                let Some(s) = o.file.item::<raw::Service>(&item.value, &path, &mut ctx.diags) else { continue };
+                let Some(s) = o
+                    .file
+                    .item::<raw::Service>(&item.value, &path, &mut ctx.diags)
+                else {
+                    continue;
+                };
                 let mut names = Vec::new();
                 for (j, n) in s.private_dns_names.iter().enumerate() {
                     let bare = n.strip_prefix("*.").unwrap_or(n);
@@ -592,13 +750,19 @@ impl Builder<'_> {
                         Err(msg) => ctx.err(o.file, &path.key("private_dns_names").index(j), msg),
                     }
                 }
-                let (code, svc_id) = if let Some((svc_region, svc)) = catalog::parse_endpoint_service_name(&s.name) {
+                let (code, svc_id) = if let Some((svc_region, svc)) =
+                    catalog::parse_endpoint_service_name(&s.name)
+                {
                     if svc_region != region {
                         ctx.err(o.file, &path.key("name"), format!("endpoint service region `{svc_region}` differs from the topology's `{region}`; cross-Region endpoints are not modelled"));
                     }
                     (svc.to_string(), svc.to_string())
                 } else {
-                    let code = s.name.strip_prefix(&format!("com.amazonaws.{region}.")).unwrap_or(&s.name).to_string();
+                    let code = s
+                        .name
+                        .strip_prefix(&format!("com.amazonaws.{region}."))
+                        .unwrap_or(&s.name)
+                        .to_string();
                     let reversed: Vec<&str> = code.rsplit('.').collect();
                     (code.clone(), reversed.join("."))
                 };
@@ -619,7 +783,11 @@ impl Builder<'_> {
         out
     }
 
-    fn endpoints(&mut self, ctx: &mut Ctx<'_>, services: &HashMap<String, Service>) -> Vec<PendingIp> {
+    fn endpoints(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        services: &HashMap<String, Service>,
+    ) -> Vec<PendingIp> {
         let mut pending = Vec::new();
         let region = self.topo.region.clone();
         let origins: Vec<_> = Self::origins(ctx).collect();
@@ -627,9 +795,25 @@ impl Builder<'_> {
             for (i, item) in raw.endpoints.iter().enumerate() {
                 let path = YamlPath::default().key("endpoints").index(i);
                 let e = if let serde_norway::Value::String(service) = &item.value {
-                    raw::Endpoint { id: None, vpc: None, service: service.clone(), kind: None, private_dns: None, private_dns_only_for_inbound_resolver_endpoint: None, ip_address_type: None, dns_record_ip_type: None, dns_suffix: None, enis: None, subnets: None, route_tables: None }
+                    raw::Endpoint {
+                        id: None,
+                        vpc: None,
+                        service: service.clone(),
+                        kind: None,
+                        private_dns: None,
+                        private_dns_only_for_inbound_resolver_endpoint: None,
+                        ip_address_type: None,
+                        dns_record_ip_type: None,
+                        dns_suffix: None,
+                        enis: None,
+                        subnets: None,
+                        route_tables: None,
+                    }
                 } else {
-                    match o.file.item::<raw::Endpoint>(&item.value, &path, &mut ctx.diags) {
+                    match o
+                        .file
+                        .item::<raw::Endpoint>(&item.value, &path, &mut ctx.diags)
+                    {
                         Some(e) => e,
                         None => {
                             note_broken(ctx, &item.value);
@@ -637,26 +821,41 @@ impl Builder<'_> {
                         }
                     }
                 };
-                let Some(vpc) = self.lookup_vpc(ctx, o, &path.key("vpc"), e.vpc.as_deref()) else { continue };
+                let Some(vpc) = self.lookup_vpc(ctx, o, &path.key("vpc"), e.vpc.as_deref()) else {
+                    continue;
+                };
                 let svc_path = path.key("service");
-                let service = match services.get(&e.service).cloned().or_else(|| Catalog::embedded().resolve(&e.service, &region)) {
-                    Some(s) => s,
-                    None => {
-                        let msg = match full_name_region(&e.service) {
-                            Some(r) if r != region => format!("service `{}` is in region `{r}` but the topology's region is `{region}`; endpoints serve their own region (write `com.amazonaws.{region}.…` or the short name)", e.service),
-                            _ => match catalog::parse_endpoint_service_name(&e.service) {
-                                Some(_) => format!("endpoint service `{}` is not defined; add it under `services:` with its `private_dns_names`", e.service),
-                                None => format!("unknown service `{}`; `vpc-resolver services {}` lists the catalog, or define it under `services:`", e.service, e.service.rsplit('.').next().unwrap_or("")),
-                            },
-                        };
-                        ctx.err(o.file, &svc_path, msg);
-                        continue;
-                    }
+                let Some(service) = services
+                    .get(&e.service)
+                    .cloned()
+                    .or_else(|| Catalog::embedded().resolve(&e.service, &region))
+                else {
+                    let msg = match full_name_region(&e.service) {
+                        Some(r) if r != region => format!(
+                            "service `{}` is in region `{r}` but the topology's region is `{region}`; endpoints serve their own region (write `com.amazonaws.{region}.…` or the short name)",
+                            e.service
+                        ),
+                        _ => match catalog::parse_endpoint_service_name(&e.service) {
+                            Some(_) => format!(
+                                "endpoint service `{}` is not defined; add it under `services:` with its `private_dns_names`",
+                                e.service
+                            ),
+                            None => format!(
+                                "unknown service `{}`; `vpc-resolver services {}` lists the catalog, or define it under `services:`",
+                                e.service,
+                                e.service.rsplit('.').next().unwrap_or("")
+                            ),
+                        },
+                    };
+                    ctx.err(o.file, &svc_path, msg);
+                    continue;
                 };
                 let kind = match e.kind.as_deref() {
                     None | Some("interface" | "Interface") => EndpointKind::Interface,
                     Some("gateway" | "Gateway") => EndpointKind::Gateway,
-                    Some("gatewayloadbalancer" | "GatewayLoadBalancer" | "gwlb") => EndpointKind::GatewayLoadBalancer,
+                    Some("gatewayloadbalancer" | "GatewayLoadBalancer" | "gwlb") => {
+                        EndpointKind::GatewayLoadBalancer
+                    }
                     Some(other) => {
                         ctx.err(o.file, &path.key("type"), format!("unknown endpoint type `{other}`; write `interface`, `gateway` or `gatewayloadbalancer`"));
                         continue;
@@ -668,14 +867,32 @@ impl Builder<'_> {
                 let id = match &e.id {
                     Some(id) if valid_id(id, "vpce-") => id.clone(),
                     Some(id) => {
-                        ctx.err(o.file, &path.key("id"), format!("malformed endpoint id `{id}`; {}", id_hint("vpce-")));
+                        ctx.err(
+                            o.file,
+                            &path.key("id"),
+                            format!("malformed endpoint id `{id}`; {}", id_hint("vpce-")),
+                        );
                         id.clone()
                     }
-                    None => derived_id("vpce-", &["vpce", &self.topo.vpcs[vpc].id, &service.name, &format!("{kind:?}")]),
+                    None => derived_id(
+                        "vpce-",
+                        &[
+                            "vpce",
+                            &self.topo.vpcs[vpc].id,
+                            &service.name,
+                            &format!("{kind:?}"),
+                        ],
+                    ),
                 };
                 self.claim_id(ctx, o, &path.key("id"), &id);
                 let dns_suffix = match &e.dns_suffix {
-                    Some(s) if s.len() == 8 && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()) => s.clone(),
+                    Some(s)
+                        if s.len() == 8
+                            && s.bytes()
+                                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()) =>
+                    {
+                        s.clone()
+                    }
                     Some(s) => {
                         ctx.err(o.file, &path.key("dns_suffix"), format!("dns_suffix `{s}` must be 8 characters of a-z and 0-9, e.g. `k3x9p2qz`"));
                         s.clone()
@@ -698,10 +915,18 @@ impl Builder<'_> {
                     // unticked) and for endpoint services.
                     (EndpointKind::Interface, None) => {
                         let v = &self.topo.vpcs[vpc];
-                        has_private_names && service.code != "s3" && service.evidence != Evidence::User && v.dns_support && v.dns_hostnames
+                        has_private_names
+                            && service.code != "s3"
+                            && service.evidence != Evidence::User
+                            && v.dns_support
+                            && v.dns_hostnames
                     }
                     (_, Some(true)) => {
-                        ctx.err(o.file, &path.key("private_dns"), "only interface endpoints have private DNS; remove `private_dns`");
+                        ctx.err(
+                            o.file,
+                            &path.key("private_dns"),
+                            "only interface endpoints have private DNS; remove `private_dns`",
+                        );
                         false
                     }
                     (_, _) => false,
@@ -712,7 +937,11 @@ impl Builder<'_> {
                         false
                     }
                     Some(true) if !private_dns => {
-                        ctx.err(o.file, &path.key("private_dns_only_for_inbound_resolver_endpoint"), "this needs `private_dns: true`");
+                        ctx.err(
+                            o.file,
+                            &path.key("private_dns_only_for_inbound_resolver_endpoint"),
+                            "this needs `private_dns: true`",
+                        );
                         false
                     }
                     Some(v) => v,
@@ -726,7 +955,8 @@ impl Builder<'_> {
                         IpType::Ipv4
                     }
                 };
-                let dns_record_ip_type = match parse_ip_type(e.dns_record_ip_type.as_deref(), true) {
+                let dns_record_ip_type = match parse_ip_type(e.dns_record_ip_type.as_deref(), true)
+                {
                     Ok(Some(t)) => {
                         let ok = match ip_address_type {
                             IpType::Ipv4 => t == IpType::Ipv4,
@@ -749,16 +979,63 @@ impl Builder<'_> {
                 let mut enis = Vec::new();
                 if kind == EndpointKind::Gateway {
                     if e.enis.is_some() || e.subnets.is_some() {
-                        ctx.err(o.file, &path.key("enis"), "gateway endpoints have no network interfaces; remove `enis`/`subnets`");
+                        ctx.err(
+                            o.file,
+                            &path.key("enis"),
+                            "gateway endpoints have no network interfaces; remove `enis`/`subnets`",
+                        );
                     }
                 } else {
                     let explicit: Vec<(raw::Eni, YamlPath)> = match (&e.enis, &e.subnets) {
-                        (Some(list), _) => list.iter().enumerate().map(|(j, x)| (raw::Eni { subnet: x.subnet.clone(), ip: x.ip.clone(), ipv6: x.ipv6.clone() }, path.key("enis").index(j))).collect(),
-                        (None, Some(list)) => list.iter().enumerate().map(|(j, s)| (raw::Eni { subnet: s.clone(), ip: None, ipv6: None }, path.key("subnets").index(j))).collect(),
+                        (Some(list), _) => list
+                            .iter()
+                            .enumerate()
+                            .map(|(j, x)| {
+                                (
+                                    raw::Eni {
+                                        subnet: x.subnet.clone(),
+                                        ip: x.ip.clone(),
+                                        ipv6: x.ipv6.clone(),
+                                    },
+                                    path.key("enis").index(j),
+                                )
+                            })
+                            .collect(),
+                        (None, Some(list)) => list
+                            .iter()
+                            .enumerate()
+                            .map(|(j, s)| {
+                                (
+                                    raw::Eni {
+                                        subnet: s.clone(),
+                                        ip: None,
+                                        ipv6: None,
+                                    },
+                                    path.key("subnets").index(j),
+                                )
+                            })
+                            .collect(),
                         (None, None) => {
                             let v = &self.topo.vpcs[vpc];
-                            let take = if kind == EndpointKind::GatewayLoadBalancer { 1 } else { usize::MAX };
-                            first_subnet_per_az(v).into_iter().take(take).map(|si| (raw::Eni { subnet: v.subnets[si].id.clone(), ip: None, ipv6: None }, path.clone())).collect()
+                            let take = if kind == EndpointKind::GatewayLoadBalancer {
+                                1
+                            } else {
+                                usize::MAX
+                            };
+                            first_subnet_per_az(v)
+                                .into_iter()
+                                .take(take)
+                                .map(|si| {
+                                    (
+                                        raw::Eni {
+                                            subnet: v.subnets[si].id.clone(),
+                                            ip: None,
+                                            ipv6: None,
+                                        },
+                                        path.clone(),
+                                    )
+                                })
+                                .collect()
                         }
                     };
                     let mut azs_seen: HashMap<String, YamlPath> = HashMap::new();
@@ -766,8 +1043,18 @@ impl Builder<'_> {
                         let v = &self.topo.vpcs[vpc];
                         let Some(si) = v.subnets.iter().position(|s| s.id == x.subnet) else {
                             if !ctx.broken_ids.contains(&x.subnet) {
-                                let list: Vec<&str> = v.subnets.iter().map(|s| s.id.as_str()).collect();
-                                ctx.err(o.file, &ep.key("subnet"), format!("unknown subnet `{}` in {}; write one of: {}", x.subnet, v.id, list.join(", ")));
+                                let list: Vec<&str> =
+                                    v.subnets.iter().map(|s| s.id.as_str()).collect();
+                                ctx.err(
+                                    o.file,
+                                    &ep.key("subnet"),
+                                    format!(
+                                        "unknown subnet `{}` in {}; write one of: {}",
+                                        x.subnet,
+                                        v.id,
+                                        list.join(", ")
+                                    ),
+                                );
                             }
                             continue;
                         };
@@ -787,12 +1074,25 @@ impl Builder<'_> {
                                     Some(ip)
                                 }
                                 Err(_) => {
-                                    ctx.err(o.file, &ep.key("ip"), format!("`{text}` is not an IPv4 address; write e.g. {}", nth_host(subnet.cidr, 10)));
+                                    ctx.err(
+                                        o.file,
+                                        &ep.key("ip"),
+                                        format!(
+                                            "`{text}` is not an IPv4 address; write e.g. {}",
+                                            nth_host(subnet.cidr, 10)
+                                        ),
+                                    );
                                     None
                                 }
                             },
                             None if ip_address_type != IpType::Ipv6 => {
-                                pending.push(PendingIp { resolver: None, owner, slot: enis.len(), subnet: subnet.cidr, seed: format!("{id}/{}", subnet.id) });
+                                pending.push(PendingIp {
+                                    resolver: None,
+                                    owner,
+                                    slot: enis.len(),
+                                    subnet: subnet.cidr,
+                                    seed: format!("{id}/{}", subnet.id),
+                                });
                                 Some(Ipv4Addr::UNSPECIFIED)
                             }
                             None => None,
@@ -801,7 +1101,11 @@ impl Builder<'_> {
                             Some(text) => match text.parse::<Ipv6Addr>() {
                                 Ok(v6) if subnet.ipv6_cidr.is_some_and(|c| c.contains(&v6)) => {
                                     if !self.used_ips.insert(IpAddr::V6(v6)) {
-                                        ctx.err(o.file, &ep.key("ipv6"), format!("{v6} is already used by another interface"));
+                                        ctx.err(
+                                            o.file,
+                                            &ep.key("ipv6"),
+                                            format!("{v6} is already used by another interface"),
+                                        );
                                     }
                                     Some(v6)
                                 }
@@ -810,13 +1114,19 @@ impl Builder<'_> {
                                     None
                                 }
                                 Err(_) => {
-                                    ctx.err(o.file, &ep.key("ipv6"), format!("`{text}` is not an IPv6 address"));
+                                    ctx.err(
+                                        o.file,
+                                        &ep.key("ipv6"),
+                                        format!("`{text}` is not an IPv6 address"),
+                                    );
                                     None
                                 }
                             },
                             // Dual-stack and IPv6 endpoints get the subnet's ::<host of the IPv4 address> by default.
                             None if ip_address_type != IpType::Ipv4 => match subnet.ipv6_cidr {
-                                Some(c) => Some(v6_host(c, stable_hash(&[&id, &subnet.id]) % 4000 + 16)),
+                                Some(c) => {
+                                    Some(v6_host(c, stable_hash(&[&id, &subnet.id]) % 4000 + 16))
+                                }
                                 None => {
                                     ctx.err(o.file, &ep, format!("ip_address_type {} needs IPv6 on subnet {}; give it an `ipv6_cidr`", ip_type_name(ip_address_type), subnet.id));
                                     None
@@ -824,7 +1134,12 @@ impl Builder<'_> {
                             },
                             None => None,
                         };
-                        enis.push(Eni { subnet: si, az: subnet.az.clone(), ip, ipv6 });
+                        enis.push(Eni {
+                            subnet: si,
+                            az: subnet.az.clone(),
+                            ip,
+                            ipv6,
+                        });
                     }
                     if enis.is_empty() && kind == EndpointKind::Interface {
                         ctx.err(o.file, &path, format!("endpoint has no network interface: VPC {} has no subnets; add subnets to the VPC or `enis` here", self.topo.vpcs[vpc].id));
@@ -852,14 +1167,30 @@ impl Builder<'_> {
 
     /// Deterministic free addresses: a hash of the owner picks the first candidate, so adding an endpoint doesn't move
     /// the others' addresses; collisions and reserved addresses step to the next one.
-    fn assign_default_ips(&mut self, ctx: &mut Ctx<'_>, resolver: Vec<PendingIp>, enis: Vec<PendingIp>) {
+    fn assign_default_ips(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        resolver: Vec<PendingIp>,
+        enis: Vec<PendingIp>,
+    ) {
         for p in resolver.into_iter().chain(enis) {
-            let hosts = (1u64 << (32 - p.subnet.prefix_len())).saturating_sub(5).max(1);
+            let hosts = (1u64 << (32 - p.subnet.prefix_len()))
+                .saturating_sub(5)
+                .max(1);
             let start = stable_hash(&[&p.seed]) % hosts;
-            let found = (0..hosts).map(|k| nth_host(p.subnet, 4 + ((start + k) % hosts) as u32)).find(|ip| !self.used_ips.contains(&IpAddr::V4(*ip)));
+            let found = (0..hosts)
+                .map(|k| nth_host(p.subnet, 4 + ((start + k) % hosts) as u32))
+                .find(|ip| !self.used_ips.contains(&IpAddr::V4(*ip)));
             let Some(ip) = found else {
                 let file = &ctx.files[0];
-                ctx.err(file, &YamlPath::default(), format!("subnet {} has no free address left for {}", p.subnet, p.seed));
+                ctx.err(
+                    file,
+                    &YamlPath::default(),
+                    format!(
+                        "subnet {} has no free address left for {}",
+                        p.subnet, p.seed
+                    ),
+                );
                 continue;
             };
             self.used_ips.insert(IpAddr::V4(ip));
@@ -876,7 +1207,12 @@ impl Builder<'_> {
         for (o, raw) in origins.into_iter().zip(self.raws) {
             for (i, item) in raw.hosted_zones.iter().enumerate() {
                 let path = YamlPath::default().key("hosted_zones").index(i);
-                let Some(z) = o.file.item::<raw::HostedZone>(&item.value, &path, &mut ctx.diags) else { continue };
+                let Some(z) = o
+                    .file
+                    .item::<raw::HostedZone>(&item.value, &path, &mut ctx.diags)
+                else {
+                    continue;
+                };
                 let name = match parse_domain(&z.name) {
                     Ok(n) => n,
                     Err(msg) => {
@@ -899,16 +1235,31 @@ impl Builder<'_> {
                 }
                 // A CNAME owns its name alone (RFC 1034 §3.6.2).
                 for (j, rec) in records.iter().enumerate() {
-                    if rec.rtype == RecordType::CNAME && records.iter().any(|other| other.name == rec.name && other.rtype != RecordType::CNAME) {
+                    if rec.rtype == RecordType::CNAME
+                        && records
+                            .iter()
+                            .any(|other| other.name == rec.name && other.rtype != RecordType::CNAME)
+                    {
                         ctx.err(o.file, &path.key("records").index(j), format!("{} has a CNAME and other records; a CNAME must be the only record at its name", rec.name));
                     }
                 }
-                self.topo.hosted_zones.push(HostedZone { id, name, vpcs, records });
+                self.topo.hosted_zones.push(HostedZone {
+                    id,
+                    name,
+                    vpcs,
+                    records,
+                });
             }
         }
     }
 
-    fn vpc_refs(&self, ctx: &mut Ctx<'_>, o: Origin<'_>, path: &YamlPath, list: Option<&[String]>) -> Vec<usize> {
+    fn vpc_refs(
+        &self,
+        ctx: &mut Ctx<'_>,
+        o: Origin<'_>,
+        path: &YamlPath,
+        list: Option<&[String]>,
+    ) -> Vec<usize> {
         match list {
             None => (0..self.topo.vpcs.len()).collect(),
             Some(list) => list
@@ -919,7 +1270,14 @@ impl Builder<'_> {
         }
     }
 
-    fn record(&self, ctx: &mut Ctx<'_>, o: Origin<'_>, rp: &YamlPath, zone: &Name, r: &raw::Record) -> Option<ZoneRecord> {
+    fn record(
+        &self,
+        ctx: &mut Ctx<'_>,
+        o: Origin<'_>,
+        rp: &YamlPath,
+        zone: &Name,
+        r: &raw::Record,
+    ) -> Option<ZoneRecord> {
         let name = if r.name == "@" || r.name.is_empty() {
             zone.clone()
         } else if r.name.ends_with('.') {
@@ -931,7 +1289,10 @@ impl Builder<'_> {
                 }
             }
         } else {
-            match Name::from_str(&r.name).ok().and_then(|n| n.append_domain(zone).ok()) {
+            match Name::from_str(&r.name)
+                .ok()
+                .and_then(|n| n.append_domain(zone).ok())
+            {
                 Some(n) => n.to_lowercase(),
                 None => {
                     ctx.err(o.file, &rp.key("name"), format!("`{}` is not a valid record name; write a name relative to the zone, `@` for the apex, or an absolute name ending in a dot", r.name));
@@ -940,11 +1301,30 @@ impl Builder<'_> {
             }
         };
         if !zone.zone_of(&name) {
-            ctx.err(o.file, &rp.key("name"), format!("{name} is outside zone {zone}; write a name inside the zone"));
+            ctx.err(
+                o.file,
+                &rp.key("name"),
+                format!("{name} is outside zone {zone}; write a name inside the zone"),
+            );
             return None;
         }
         let rtype = match RecordType::from_str(&r.kind.to_uppercase()) {
-            Ok(t) if matches!(t, RecordType::A | RecordType::AAAA | RecordType::CNAME | RecordType::TXT | RecordType::MX | RecordType::SRV | RecordType::PTR | RecordType::NS | RecordType::CAA) => t,
+            Ok(t)
+                if matches!(
+                    t,
+                    RecordType::A
+                        | RecordType::AAAA
+                        | RecordType::CNAME
+                        | RecordType::TXT
+                        | RecordType::MX
+                        | RecordType::SRV
+                        | RecordType::PTR
+                        | RecordType::NS
+                        | RecordType::CAA
+                ) =>
+            {
+                t
+            }
             _ => {
                 ctx.err(o.file, &rp.key("type"), format!("record type `{}` is not supported; write one of A, AAAA, CNAME, TXT, MX, SRV, PTR, NS, CAA", r.kind));
                 return None;
@@ -952,21 +1332,55 @@ impl Builder<'_> {
         };
         if let Some(alias) = &r.alias {
             if !matches!(rtype, RecordType::A | RecordType::AAAA) {
-                ctx.err(o.file, &rp.key("type"), "alias records to an endpoint are of type A or AAAA");
+                ctx.err(
+                    o.file,
+                    &rp.key("type"),
+                    "alias records to an endpoint are of type A or AAAA",
+                );
                 return None;
             }
-            let Some(endpoint) = self.topo.endpoints.iter().position(|e| e.id == alias.endpoint) else {
+            let Some(endpoint) = self
+                .topo
+                .endpoints
+                .iter()
+                .position(|e| e.id == alias.endpoint)
+            else {
                 if !ctx.broken_ids.contains(&alias.endpoint) {
-                    let list: Vec<&str> = self.topo.endpoints.iter().filter(|e| e.kind == EndpointKind::Interface).map(|e| e.id.as_str()).collect();
-                    ctx.err(o.file, &rp.key("alias").key("endpoint"), format!("unknown endpoint `{}`; write the id of an interface endpoint ({})", alias.endpoint, list.join(", ")));
+                    let list: Vec<&str> = self
+                        .topo
+                        .endpoints
+                        .iter()
+                        .filter(|e| e.kind == EndpointKind::Interface)
+                        .map(|e| e.id.as_str())
+                        .collect();
+                    ctx.err(
+                        o.file,
+                        &rp.key("alias").key("endpoint"),
+                        format!(
+                            "unknown endpoint `{}`; write the id of an interface endpoint ({})",
+                            alias.endpoint,
+                            list.join(", ")
+                        ),
+                    );
                 }
                 return None;
             };
             let az = match &alias.az {
                 Some(az) => match normalize_az(&self.topo.region, az) {
-                    Ok(az) if self.topo.endpoints[endpoint].enis.iter().any(|e| e.az == az) => Some(az),
+                    Ok(az)
+                        if self.topo.endpoints[endpoint]
+                            .enis
+                            .iter()
+                            .any(|e| e.az == az) =>
+                    {
+                        Some(az)
+                    }
                     Ok(az) => {
-                        ctx.err(o.file, &rp.key("alias").key("az"), format!("endpoint {} has no ENI in {az}", alias.endpoint));
+                        ctx.err(
+                            o.file,
+                            &rp.key("alias").key("az"),
+                            format!("endpoint {} has no ENI in {az}", alias.endpoint),
+                        );
                         return None;
                     }
                     Err(msg) => {
@@ -977,18 +1391,35 @@ impl Builder<'_> {
                 None => None,
             };
             if !r.values.is_empty() || r.value.is_some() {
-                ctx.err(o.file, rp, "a record has either `values` or `alias`, not both");
+                ctx.err(
+                    o.file,
+                    rp,
+                    "a record has either `values` or `alias`, not both",
+                );
             }
-            return Some(ZoneRecord { name, rtype, ttl: r.ttl.unwrap_or(60), data: ZoneData::AliasEndpoint { endpoint, az } });
+            return Some(ZoneRecord {
+                name,
+                rtype,
+                ttl: r.ttl.unwrap_or(60),
+                data: ZoneData::AliasEndpoint { endpoint, az },
+            });
         }
         let texts: Vec<&String> = r.values.iter().chain(r.value.iter()).collect();
         if texts.is_empty() {
-            ctx.err(o.file, rp, "record has no `values` (or `value`, or `alias`)");
+            ctx.err(
+                o.file,
+                rp,
+                "record has no `values` (or `value`, or `alias`)",
+            );
             return None;
         }
         let mut rdatas = Vec::new();
         for (k, text) in texts.iter().enumerate() {
-            let vp = if r.values.is_empty() { rp.key("value") } else { rp.key("values").index(k) };
+            let vp = if r.values.is_empty() {
+                rp.key("value")
+            } else {
+                rp.key("values").index(k)
+            };
             match parse_rdata(rtype, text, zone) {
                 Ok(rd) => rdatas.push(rd),
                 Err(msg) => ctx.err(o.file, &vp, msg),
@@ -997,7 +1428,12 @@ impl Builder<'_> {
         if rtype == RecordType::CNAME && rdatas.len() > 1 {
             ctx.err(o.file, rp, "a CNAME has exactly one value");
         }
-        Some(ZoneRecord { name, rtype, ttl: r.ttl.unwrap_or(300), data: ZoneData::Values(rdatas) })
+        Some(ZoneRecord {
+            name,
+            rtype,
+            ttl: r.ttl.unwrap_or(300),
+            data: ZoneData::Values(rdatas),
+        })
     }
 
     fn rules(&mut self, ctx: &mut Ctx<'_>) {
@@ -1005,7 +1441,9 @@ impl Builder<'_> {
         for (o, raw) in origins.into_iter().zip(self.raws) {
             for (i, item) in raw.resolver.rules.iter().enumerate() {
                 let path = YamlPath::default().key("resolver").key("rules").index(i);
-                let Some(r) = o.file.item::<raw::Rule>(&item.value, &path, &mut ctx.diags) else { continue };
+                let Some(r) = o.file.item::<raw::Rule>(&item.value, &path, &mut ctx.diags) else {
+                    continue;
+                };
                 let domain = match parse_domain(&r.domain) {
                     Ok(d) => d,
                     Err(msg) => {
@@ -1017,17 +1455,28 @@ impl Builder<'_> {
                     None | Some("forward" | "FORWARD") => RuleKind::Forward,
                     Some("system" | "SYSTEM") => RuleKind::System,
                     Some(other) => {
-                        ctx.err(o.file, &path.key("type"), format!("unknown rule type `{other}`; write `forward` or `system`"));
+                        ctx.err(
+                            o.file,
+                            &path.key("type"),
+                            format!("unknown rule type `{other}`; write `forward` or `system`"),
+                        );
                         continue;
                     }
                 };
                 let id = match &r.id {
                     Some(id) if valid_id(id, "rslvr-rr-") => id.clone(),
                     Some(id) => {
-                        ctx.err(o.file, &path.key("id"), format!("malformed rule id `{id}`; {}", id_hint("rslvr-rr-")));
+                        ctx.err(
+                            o.file,
+                            &path.key("id"),
+                            format!("malformed rule id `{id}`; {}", id_hint("rslvr-rr-")),
+                        );
                         id.clone()
                     }
-                    None => derived_id("rslvr-rr-", &["rule", &domain.to_string(), &format!("{kind:?}")]),
+                    None => derived_id(
+                        "rslvr-rr-",
+                        &["rule", &domain.to_string(), &format!("{kind:?}")],
+                    ),
                 };
                 self.claim_id(ctx, o, &path.key("id"), &id);
                 let mut targets = Vec::new();
@@ -1044,11 +1493,21 @@ impl Builder<'_> {
                 }
                 let vpcs = self.vpc_refs(ctx, o, &path.key("vpcs"), r.vpcs.as_deref());
                 let outbound = match &r.outbound_endpoint {
-                    Some(key) => match self.topo.outbound_endpoints.iter().position(|e| &e.id == key) {
+                    Some(key) => match self
+                        .topo
+                        .outbound_endpoints
+                        .iter()
+                        .position(|e| &e.id == key)
+                    {
                         Some(idx) => Some(idx),
                         None => {
                             if !ctx.broken_ids.contains(key) {
-                                let list: Vec<&str> = self.topo.outbound_endpoints.iter().map(|e| e.id.as_str()).collect();
+                                let list: Vec<&str> = self
+                                    .topo
+                                    .outbound_endpoints
+                                    .iter()
+                                    .map(|e| e.id.as_str())
+                                    .collect();
                                 ctx.err(o.file, &path.key("outbound_endpoint"), format!("unknown outbound endpoint `{key}`; define it under resolver.outbound_endpoints ({})", list.join(", ")));
                             }
                             None
@@ -1069,7 +1528,14 @@ impl Builder<'_> {
                         ctx.err(o.file, &path.key("domain"), format!("rule {} for {domain} is already associated with a VPC this rule names; a VPC has one rule per domain", other.id));
                     }
                 }
-                self.topo.rules.push(Rule { id, kind, domain, targets, vpcs, outbound });
+                self.topo.rules.push(Rule {
+                    id,
+                    kind,
+                    domain,
+                    targets,
+                    vpcs,
+                    outbound,
+                });
             }
         }
     }
@@ -1079,14 +1545,38 @@ impl Builder<'_> {
         for (o, raw) in origins.into_iter().zip(self.raws) {
             for (i, item) in raw.networks.iter().enumerate() {
                 let path = YamlPath::default().key("networks").index(i);
-                let Some(n) = o.file.item::<raw::Network>(&item.value, &path, &mut ctx.diags) else { continue };
-                let cidrs = n.cidrs.iter().enumerate().filter_map(|(j, t)| parse_net(t).map_err(|m| ctx.err(o.file, &path.key("cidrs").index(j), m)).ok()).collect();
+                let Some(n) = o
+                    .file
+                    .item::<raw::Network>(&item.value, &path, &mut ctx.diags)
+                else {
+                    continue;
+                };
+                let cidrs = n
+                    .cidrs
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(j, t)| {
+                        parse_net(t)
+                            .map_err(|m| ctx.err(o.file, &path.key("cidrs").index(j), m))
+                            .ok()
+                    })
+                    .collect();
                 let via_inbound = match &n.via_inbound_endpoint {
-                    Some(key) => match self.topo.inbound_endpoints.iter().position(|e| &e.id == key) {
+                    Some(key) => match self
+                        .topo
+                        .inbound_endpoints
+                        .iter()
+                        .position(|e| &e.id == key)
+                    {
                         Some(idx) => Some(idx),
                         None => {
                             if !ctx.broken_ids.contains(key) {
-                                let list: Vec<&str> = self.topo.inbound_endpoints.iter().map(|e| e.id.as_str()).collect();
+                                let list: Vec<&str> = self
+                                    .topo
+                                    .inbound_endpoints
+                                    .iter()
+                                    .map(|e| e.id.as_str())
+                                    .collect();
                                 ctx.err(o.file, &path.key("via_inbound_endpoint"), format!("unknown inbound endpoint `{key}`; define it under resolver.inbound_endpoints ({})", list.join(", ")));
                             }
                             continue;
@@ -1094,7 +1584,11 @@ impl Builder<'_> {
                     },
                     None => None,
                 };
-                self.topo.networks.push(Network { name: n.name.clone(), cidrs, via_inbound });
+                self.topo.networks.push(Network {
+                    name: n.name.clone(),
+                    cidrs,
+                    via_inbound,
+                });
             }
         }
     }
@@ -1106,7 +1600,9 @@ impl Builder<'_> {
                 None => {}
                 Some("public") => self.topo.default_view = ViewRef::Public,
                 Some(key) => {
-                    if let Some(v) = self.lookup_vpc(ctx, o, &YamlPath::default().key("default_view"), Some(key)) {
+                    if let Some(v) =
+                        self.lookup_vpc(ctx, o, &YamlPath::default().key("default_view"), Some(key))
+                    {
                         self.topo.default_view = ViewRef::Vpc(v);
                     }
                 }
@@ -1116,12 +1612,23 @@ impl Builder<'_> {
 
     fn cross_checks(&mut self, ctx: &mut Ctx<'_>) {
         // AWS's default for S3 private DNS: inbound-only when the VPC has an S3 gateway endpoint.
-        let has_s3_gateway = |topo: &Topology, vpc: usize| topo.endpoints.iter().any(|g| g.vpc == vpc && g.kind == EndpointKind::Gateway && g.service.code == "s3");
+        let has_s3_gateway = |topo: &Topology, vpc: usize| {
+            topo.endpoints
+                .iter()
+                .any(|g| g.vpc == vpc && g.kind == EndpointKind::Gateway && g.service.code == "s3")
+        };
         let origins: Vec<_> = Self::origins(ctx).collect();
         for (idx, (file_idx, path)) in self.endpoint_paths.iter().enumerate() {
             let o = origins[*file_idx];
             let e = &self.topo.endpoints[idx];
-            let explicit = self.raws[*file_idx].endpoints.get(path_index(path)).and_then(|i| i.value.get("private_dns_only_for_inbound_resolver_endpoint")).and_then(|v| v.as_bool());
+            let explicit = self.raws[*file_idx]
+                .endpoints
+                .get(path_index(path))
+                .and_then(|i| {
+                    i.value
+                        .get("private_dns_only_for_inbound_resolver_endpoint")
+                })
+                .and_then(|v| v.as_bool());
             let gateway = has_s3_gateway(&self.topo, e.vpc);
             match explicit {
                 Some(true) if !gateway => ctx.err(o.file, &path.key("private_dns_only_for_inbound_resolver_endpoint"), format!("private DNS only for inbound Resolver endpoints needs an S3 gateway endpoint in {} (AWS rejects it otherwise); add `{{ service: s3, type: gateway }}` or remove this", self.topo.vpcs[e.vpc].id)),
@@ -1139,11 +1646,11 @@ impl Builder<'_> {
             let o = origins[*file_idx];
             for name in &e.service.private_dns_names {
                 let zone = name.trim_start_matches("*.").to_string();
-                if let Some(other) = owners.insert((e.vpc, zone.clone()), idx) {
-                    if other != idx {
-                        ctx.err(o.file, &path.key("private_dns"), format!("private DNS cannot be enabled: there is already a conflicting DNS domain for {zone} in {} (endpoint {}); AWS allows one private-DNS endpoint per service per VPC, so write `private_dns: false` on one", self.topo.vpcs[e.vpc].id, self.topo.endpoints[other].id));
-                        break;
-                    }
+                if let Some(other) = owners.insert((e.vpc, zone.clone()), idx)
+                    && other != idx
+                {
+                    ctx.err(o.file, &path.key("private_dns"), format!("private DNS cannot be enabled: there is already a conflicting DNS domain for {zone} in {} (endpoint {}); AWS allows one private-DNS endpoint per service per VPC, so write `private_dns: false` on one", self.topo.vpcs[e.vpc].id, self.topo.endpoints[other].id));
+                    break;
                 }
             }
         }
@@ -1154,7 +1661,10 @@ impl Builder<'_> {
                 if let Some(&idx) = owners.get(&(vpc, zname.to_string())) {
                     let (file_idx, path) = self.zone_origin(zi, ctx);
                     let file = &ctx.files[file_idx];
-                    let msg = format!("ConflictingDomainExists: {} already has the private DNS zone {zname} of endpoint {} (private DNS on); turn its private DNS off (the centralized-endpoint pattern) or don't associate this zone with that VPC", self.topo.vpcs[vpc].id, self.topo.endpoints[idx].id);
+                    let msg = format!(
+                        "ConflictingDomainExists: {} already has the private DNS zone {zname} of endpoint {} (private DNS on); turn its private DNS off (the centralized-endpoint pattern) or don't associate this zone with that VPC",
+                        self.topo.vpcs[vpc].id, self.topo.endpoints[idx].id
+                    );
                     ctx.diags.push(file.at(&path, msg));
                 }
                 for other in &self.topo.hosted_zones[..zi] {
@@ -1208,7 +1718,12 @@ fn full_name_region(service: &str) -> Option<&str> {
 
 fn first_subnet_per_az(vpc: &Vpc) -> Vec<usize> {
     let mut seen = HashSet::new();
-    vpc.subnets.iter().enumerate().filter(|(_, s)| seen.insert(s.az.clone())).map(|(i, _)| i).collect()
+    vpc.subnets
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| seen.insert(s.az.clone()))
+        .map(|(i, _)| i)
+        .collect()
 }
 
 fn az_name(region: &str, k: usize) -> String {
@@ -1220,8 +1735,12 @@ fn normalize_az(region: &str, az: &str) -> Result<String, String> {
         return Ok(format!("{region}{az}"));
     }
     match az.strip_prefix(region) {
-        Some(letter) if letter.len() == 1 && letter.as_bytes()[0].is_ascii_lowercase() => Ok(az.to_string()),
-        _ => Err(format!("`{az}` is not an Availability Zone of {region}; write e.g. `{region}a` or just `a`")),
+        Some(letter) if letter.len() == 1 && letter.as_bytes()[0].is_ascii_lowercase() => {
+            Ok(az.to_string())
+        }
+        _ => Err(format!(
+            "`{az}` is not an Availability Zone of {region}; write e.g. `{region}a` or just `a`"
+        )),
     }
 }
 
@@ -1240,17 +1759,27 @@ fn v6_host(subnet: Ipv6Net, n: u64) -> Ipv6Addr {
 }
 
 fn parse_v4_net(text: &str) -> Result<Ipv4Net, String> {
-    let net: Ipv4Net = text.parse().map_err(|_| format!("`{text}` is not an IPv4 CIDR; write e.g. `10.0.1.0/24`"))?;
+    let net: Ipv4Net = text
+        .parse()
+        .map_err(|_| format!("`{text}` is not an IPv4 CIDR; write e.g. `10.0.1.0/24`"))?;
     if net.network() != net.addr() {
-        return Err(format!("`{text}` has host bits set; write `{}`", net.trunc()));
+        return Err(format!(
+            "`{text}` has host bits set; write `{}`",
+            net.trunc()
+        ));
     }
     Ok(net)
 }
 
 fn parse_v6_net(text: &str) -> Result<Ipv6Net, String> {
-    let net: Ipv6Net = text.parse().map_err(|_| format!("`{text}` is not an IPv6 CIDR; write e.g. `2600:1f18:1234:5600::/56`"))?;
+    let net: Ipv6Net = text.parse().map_err(|_| {
+        format!("`{text}` is not an IPv6 CIDR; write e.g. `2600:1f18:1234:5600::/56`")
+    })?;
     if net.network() != net.addr() {
-        return Err(format!("`{text}` has host bits set; write `{}`", net.trunc()));
+        return Err(format!(
+            "`{text}` has host bits set; write `{}`",
+            net.trunc()
+        ));
     }
     Ok(net)
 }
@@ -1259,7 +1788,9 @@ fn parse_net(text: &str) -> Result<IpNet, String> {
     if let Ok(net) = text.parse::<IpNet>() {
         return Ok(net.trunc());
     }
-    text.parse::<IpAddr>().map(IpNet::from).map_err(|_| format!("`{text}` is not a CIDR or address; write e.g. `192.168.0.0/16`"))
+    text.parse::<IpAddr>()
+        .map(IpNet::from)
+        .map_err(|_| format!("`{text}` is not a CIDR or address; write e.g. `192.168.0.0/16`"))
 }
 
 fn parse_target(text: &str) -> Result<SocketAddr, String> {
@@ -1269,14 +1800,24 @@ fn parse_target(text: &str) -> Result<SocketAddr, String> {
     text.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, 53)).map_err(|_| format!("`{text}` is not an address; write `IP` or `IP:PORT`, e.g. `192.168.10.10` or `127.0.0.1:5301` ([::1]:5301 for IPv6)"))
 }
 
-fn parse_ip_type(text: Option<&str>, allow_service_defined: bool) -> Result<Option<IpType>, String> {
+fn parse_ip_type(
+    text: Option<&str>,
+    allow_service_defined: bool,
+) -> Result<Option<IpType>, String> {
     match text {
         None => Ok(None),
         Some("ipv4") => Ok(Some(IpType::Ipv4)),
         Some("ipv6") => Ok(Some(IpType::Ipv6)),
         Some("dualstack") => Ok(Some(IpType::Dualstack)),
         Some("service-defined") if allow_service_defined => Ok(Some(IpType::ServiceDefined)),
-        Some(other) => Err(format!("`{other}`: write ipv4, dualstack or ipv6{}", if allow_service_defined { " (or service-defined)" } else { "" })),
+        Some(other) => Err(format!(
+            "`{other}`: write ipv4, dualstack or ipv6{}",
+            if allow_service_defined {
+                " (or service-defined)"
+            } else {
+                ""
+            }
+        )),
     }
 }
 
@@ -1294,39 +1835,78 @@ fn parse_rdata(rtype: RecordType, text: &str, zone: &Name) -> Result<RData, Stri
         if t.ends_with('.') {
             parse_domain(t)
         } else {
-            Name::from_str(t).ok().and_then(|n| n.append_domain(zone).ok()).map(|n| n.to_lowercase()).ok_or_else(|| format!("`{t}` is not a domain name"))
+            Name::from_str(t)
+                .ok()
+                .and_then(|n| n.append_domain(zone).ok())
+                .map(|n| n.to_lowercase())
+                .ok_or_else(|| format!("`{t}` is not a domain name"))
         }
     };
     let fields: Vec<&str> = text.split_whitespace().collect();
     match rtype {
-        RecordType::A => text.parse::<Ipv4Addr>().map(|a| RData::A(a.into())).map_err(|_| format!("`{text}` is not an IPv4 address; write e.g. 10.0.1.100")),
-        RecordType::AAAA => text.parse::<Ipv6Addr>().map(|a| RData::AAAA(a.into())).map_err(|_| format!("`{text}` is not an IPv6 address")),
+        RecordType::A => text
+            .parse::<Ipv4Addr>()
+            .map(|a| RData::A(a.into()))
+            .map_err(|_| format!("`{text}` is not an IPv4 address; write e.g. 10.0.1.100")),
+        RecordType::AAAA => text
+            .parse::<Ipv6Addr>()
+            .map(|a| RData::AAAA(a.into()))
+            .map_err(|_| format!("`{text}` is not an IPv6 address")),
         RecordType::CNAME => Ok(RData::CNAME(rdata::CNAME(name_of(text)?))),
         RecordType::PTR => Ok(RData::PTR(rdata::PTR(name_of(text)?))),
         RecordType::NS => Ok(RData::NS(rdata::NS(name_of(text)?))),
-        RecordType::TXT => Ok(RData::TXT(TXT::new(vec![text.trim_matches('"').to_string()]))),
+        RecordType::TXT => Ok(RData::TXT(TXT::new(vec![
+            text.trim_matches('"').to_string(),
+        ]))),
         RecordType::MX => match fields.as_slice() {
-            [pref, host] => Ok(RData::MX(MX::new(pref.parse().map_err(|_| format!("MX preference `{pref}` is not a number"))?, name_of(host)?))),
-            _ => Err(format!("`{text}`: write an MX value as `PREFERENCE HOST`, e.g. `10 mail.example.com.`")),
+            [pref, host] => Ok(RData::MX(MX::new(
+                pref.parse()
+                    .map_err(|_| format!("MX preference `{pref}` is not a number"))?,
+                name_of(host)?,
+            ))),
+            _ => Err(format!(
+                "`{text}`: write an MX value as `PREFERENCE HOST`, e.g. `10 mail.example.com.`"
+            )),
         },
         RecordType::SRV => match fields.as_slice() {
             [p, w, port, target] => {
-                let num = |s: &str| s.parse::<u16>().map_err(|_| format!("SRV field `{s}` is not a number"));
-                Ok(RData::SRV(SRV::new(num(p)?, num(w)?, num(port)?, name_of(target)?)))
+                let num = |s: &str| {
+                    s.parse::<u16>()
+                        .map_err(|_| format!("SRV field `{s}` is not a number"))
+                };
+                Ok(RData::SRV(SRV::new(
+                    num(p)?,
+                    num(w)?,
+                    num(port)?,
+                    name_of(target)?,
+                )))
             }
-            _ => Err(format!("`{text}`: write an SRV value as `PRIORITY WEIGHT PORT TARGET`, e.g. `10 5 5060 sip.example.com.`")),
+            _ => Err(format!(
+                "`{text}`: write an SRV value as `PRIORITY WEIGHT PORT TARGET`, e.g. `10 5 5060 sip.example.com.`"
+            )),
         },
         RecordType::CAA => match fields.as_slice() {
             [flags, tag, value] => {
                 let critical = *flags != "0";
                 let value = value.trim_matches('"');
                 match *tag {
-                    "issue" => Ok(RData::CAA(CAA::new_issue(critical, Name::from_str(value).ok(), vec![]))),
-                    "iodef" => value.parse().map(|url| RData::CAA(CAA::new_iodef(critical, url))).map_err(|_| format!("`{value}` is not a URL")),
-                    _ => Err(format!("CAA tag `{tag}` is not supported; write `0 issue \"ca.example.net\"`")),
+                    "issue" => Ok(RData::CAA(CAA::new_issue(
+                        critical,
+                        Name::from_str(value).ok(),
+                        vec![],
+                    ))),
+                    "iodef" => value
+                        .parse()
+                        .map(|url| RData::CAA(CAA::new_iodef(critical, url)))
+                        .map_err(|_| format!("`{value}` is not a URL")),
+                    _ => Err(format!(
+                        "CAA tag `{tag}` is not supported; write `0 issue \"ca.example.net\"`"
+                    )),
                 }
             }
-            _ => Err(format!("`{text}`: write a CAA value as `FLAGS TAG VALUE`, e.g. `0 issue \"amazon.com\"`")),
+            _ => Err(format!(
+                "`{text}`: write a CAA value as `FLAGS TAG VALUE`, e.g. `0 issue \"amazon.com\"`"
+            )),
         },
         _ => Err(format!("record type {rtype} is not supported")),
     }

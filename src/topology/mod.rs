@@ -38,7 +38,10 @@ impl fmt::Display for Diagnostics {
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     #[error("reading {path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("{0}")]
     Invalid(Diagnostics),
 }
@@ -259,7 +262,10 @@ pub struct ZoneRecord {
 pub enum ZoneData {
     Values(Vec<RData>),
     /// Route 53 alias to an interface endpoint: its ENI addresses (of one AZ when given).
-    AliasEndpoint { endpoint: usize, az: Option<String> },
+    AliasEndpoint {
+        endpoint: usize,
+        az: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone)]

@@ -63,7 +63,11 @@ pub struct Diagnostic {
 
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}: {}", self.file, self.line, self.col, self.message)
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.file, self.line, self.col, self.message
+        )
     }
 }
 
@@ -86,8 +90,14 @@ impl SourceFile {
         };
         // Per open container: its path, and for mappings whether the next scalar is a key.
         enum Frame {
-            Map { path: YamlPath, pending_key: Option<String> },
-            Seq { path: YamlPath, next: usize },
+            Map {
+                path: YamlPath,
+                pending_key: Option<String>,
+            },
+            Seq {
+                path: YamlPath,
+                next: usize,
+            },
         }
         let mut stack: Vec<Frame> = Vec::new();
         for event in Parser::new_from_str(text) {
@@ -100,19 +110,22 @@ impl SourceFile {
             let pos = (span.start.line(), span.start.col() + 1);
             let is_start = matches!(
                 event,
-                Event::Scalar(..) | Event::Alias(_) | Event::MappingStart(..) | Event::SequenceStart(..)
+                Event::Scalar(..)
+                    | Event::Alias(_)
+                    | Event::MappingStart(..)
+                    | Event::SequenceStart(..)
             );
             if is_start {
                 // Is this node a mapping key? Then remember it and wait for its value.
-                if let Some(Frame::Map { path, pending_key }) = stack.last_mut() {
-                    if pending_key.is_none() {
-                        if let Event::Scalar(key, ..) = &event {
-                            let key = key.to_string();
-                            file.keys.insert(path.key(&key), pos);
-                            *pending_key = Some(key);
-                        }
-                        continue;
+                if let Some(Frame::Map { path, pending_key }) = stack.last_mut()
+                    && pending_key.is_none()
+                {
+                    if let Event::Scalar(key, ..) = &event {
+                        let key = key.to_string();
+                        file.keys.insert(path.key(&key), pos);
+                        *pending_key = Some(key);
                     }
+                    continue;
                 }
                 let path = match stack.last_mut() {
                     Some(Frame::Map { path, pending_key }) => {
@@ -126,7 +139,10 @@ impl SourceFile {
                 };
                 file.values.insert(path.clone(), pos);
                 match event {
-                    Event::MappingStart(..) => stack.push(Frame::Map { path, pending_key: None }),
+                    Event::MappingStart(..) => stack.push(Frame::Map {
+                        path,
+                        pending_key: None,
+                    }),
                     Event::SequenceStart(..) => stack.push(Frame::Seq { path, next: 0 }),
                     _ => {}
                 }
@@ -201,8 +217,12 @@ impl SourceFile {
                 let mut full = path.clone();
                 for seg in err.path().iter() {
                     match seg {
-                        serde_path_to_error::Segment::Seq { index } => full.0.push(Seg::Index(*index)),
-                        serde_path_to_error::Segment::Map { key } => full.0.push(Seg::Key(key.clone())),
+                        serde_path_to_error::Segment::Seq { index } => {
+                            full.0.push(Seg::Index(*index))
+                        }
+                        serde_path_to_error::Segment::Map { key } => {
+                            full.0.push(Seg::Key(key.clone()))
+                        }
                         _ => {}
                     }
                 }
@@ -250,7 +270,10 @@ fn unknown_field_message(key: &str, known: &[String]) -> String {
         .min();
     match nearest {
         Some((_, k)) => format!("unknown field `{key}`; did you mean `{k}`?"),
-        None => format!("unknown field `{key}`; expected one of: {}", known.join(", ")),
+        None => format!(
+            "unknown field `{key}`; expected one of: {}",
+            known.join(", ")
+        ),
     }
 }
 
@@ -286,9 +309,15 @@ fn known_keys(path: &[Seg]) -> Vec<String> {
             if let Some(name) = node.get("$ref").and_then(|r| r.as_str()) {
                 let name = name.rsplit('/').next().unwrap_or_default();
                 node = &root["$defs"][name];
-            } else if let Some(variants) = node.get("anyOf").or_else(|| node.get("oneOf")).and_then(|v| v.as_array()) {
+            } else if let Some(variants) = node
+                .get("anyOf")
+                .or_else(|| node.get("oneOf"))
+                .and_then(|v| v.as_array())
+            {
                 let pick = variants.iter().find(|v| {
-                    v.get("properties").is_some() || v.get("$ref").is_some() || v.get("items").is_some()
+                    v.get("properties").is_some()
+                        || v.get("$ref").is_some()
+                        || v.get("items").is_some()
                 });
                 match pick {
                     Some(v) => node = v,

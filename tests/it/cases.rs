@@ -18,7 +18,13 @@ fn repo(path: &str) -> PathBuf {
 }
 
 pub(crate) fn format_record(r: &Record) -> String {
-    format!("{} {} IN {} {}", r.name.to_string().to_lowercase(), r.ttl, r.record_type(), r.data)
+    format!(
+        "{} {} IN {} {}",
+        r.name.to_string().to_lowercase(),
+        r.ttl,
+        r.record_type(),
+        r.data
+    )
 }
 
 struct Case {
@@ -44,7 +50,11 @@ fn parse_cases(text: &str) -> (String, Vec<Case>) {
             "topology:" => topology = words[1].to_string(),
             "from" => {
                 let src: IpAddr = words[1].parse().unwrap();
-                let (local, rest) = if words[2] == "to" { (Some(words[3].parse().unwrap()), &words[4..]) } else { (None, &words[2..]) };
+                let (local, rest) = if words[2] == "to" {
+                    (Some(words[3].parse().unwrap()), &words[4..])
+                } else {
+                    (None, &words[2..])
+                };
                 assert_eq!(rest[0], "query", "line {}: expected `query`", n + 1);
                 cases.push(Case {
                     line: n + 1,
@@ -56,9 +66,16 @@ fn parse_cases(text: &str) -> (String, Vec<Case>) {
                     records: Vec::new(),
                 });
             }
-            "expect" => cases.last_mut().unwrap().expect = words[1..].iter().map(|s| s.to_string()).collect(),
+            "expect" => {
+                cases.last_mut().unwrap().expect =
+                    words[1..].iter().map(|s| s.to_string()).collect()
+            }
             "view" => cases.last_mut().unwrap().view = Some(words[1].to_string()),
-            _ => cases.last_mut().unwrap().records.push(words.join(" ").to_lowercase()),
+            _ => cases
+                .last_mut()
+                .unwrap()
+                .records
+                .push(words.join(" ").to_lowercase()),
         }
     }
     (topology, cases)
@@ -67,7 +84,8 @@ fn parse_cases(text: &str) -> (String, Vec<Case>) {
 fn check_case_file(path: &Path) -> Vec<String> {
     let text = std::fs::read_to_string(path).unwrap();
     let (topology, cases) = parse_cases(&text);
-    let topo = vpc_resolver::topology::load(&[repo(&topology)]).unwrap_or_else(|e| panic!("{}: {e}", topology));
+    let topo = vpc_resolver::topology::load(&[repo(&topology)])
+        .unwrap_or_else(|e| panic!("{}: {e}", topology));
     let resolver = Resolver::new(topo);
     let mut failures = Vec::new();
     let file = path.file_name().unwrap().to_string_lossy().to_string();
@@ -89,8 +107,17 @@ fn check_case_file(path: &Path) -> Vec<String> {
                 };
                 (vec![code], answers.clone())
             }
-            Outcome::Forward { rule, targets, source, answers, .. } => {
-                let mut v = vec!["FORWARD".to_string(), rule.clone().unwrap_or_else(|| "upstream".into())];
+            Outcome::Forward {
+                rule,
+                targets,
+                source,
+                answers,
+                ..
+            } => {
+                let mut v = vec![
+                    "FORWARD".to_string(),
+                    rule.clone().unwrap_or_else(|| "upstream".into()),
+                ];
                 if rule.is_some() {
                     v.extend(targets.iter().map(|t| match t {
                         Forwarding::Target(a) => a.to_string(),
@@ -107,15 +134,27 @@ fn check_case_file(path: &Path) -> Vec<String> {
             Outcome::ServFail { .. } => (vec!["SERVFAIL".into()], vec![]),
         };
         if got != case.expect {
-            failures.push(format!("{what}: got `{}`, expected `{}`\n    trace: {:?}", got.join(" "), case.expect.join(" "), d.trace.iter().map(|s| &s.text).collect::<Vec<_>>()));
+            failures.push(format!(
+                "{what}: got `{}`, expected `{}`\n    trace: {:?}",
+                got.join(" "),
+                case.expect.join(" "),
+                d.trace.iter().map(|s| &s.text).collect::<Vec<_>>()
+            ));
             continue;
         }
-        let mut got_records: Vec<String> = records.iter().map(|r| format_record(r).to_lowercase()).collect();
+        let mut got_records: Vec<String> = records
+            .iter()
+            .map(|r| format_record(r).to_lowercase())
+            .collect();
         got_records.sort();
         let mut want = case.records.clone();
         want.sort();
         if got_records != want {
-            failures.push(format!("{what}: answer\n      {}\n    expected\n      {}", got_records.join("\n      "), want.join("\n      ")));
+            failures.push(format!(
+                "{what}: answer\n      {}\n    expected\n      {}",
+                got_records.join("\n      "),
+                want.join("\n      ")
+            ));
         }
     }
     failures
@@ -133,5 +172,10 @@ fn case_files() {
         }
     }
     assert!(n > 0, "no case files found");
-    assert!(failures.is_empty(), "{} case(s) failed:\n  {}", failures.len(), failures.join("\n  "));
+    assert!(
+        failures.is_empty(),
+        "{} case(s) failed:\n  {}",
+        failures.len(),
+        failures.join("\n  ")
+    );
 }

@@ -1,0 +1,222 @@
+//! Renders a [`Decision`] as an explanation: the view and why, every candidate that could have decided with the one
+//! that won and why the others lost, the answer, and the reference section behind each step. Used by
+//! `vpc-resolver explain` (text or JSON) and by the debug query log. Never resolves anything itself.
+
+use std::fmt::Write as _;
+
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::{Name, RecordType};
+use serde::Serialize;
+
+use crate::resolve::{Candidate, Client, Decision, Forwarding, Outcome, Resolver, Step, View};
+use crate::topology::EndpointKind;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Explanation {
+    pub question: String,
+    pub client: String,
+    pub view: View,
+    pub candidates: Vec<Judged>,
+    pub steps: Vec<Step>,
+    pub result: Vec<String>,
+    pub notes: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Judged {
+    #[serde(flatten)]
+    pub candidate: Candidate,
+    pub won: bool,
+    pub verdict: String,
+}
+
+pub fn explain(
+    resolver: &Resolver,
+    client: Client,
+    qname: &Name,
+    qtype: RecordType,
+    decision: &Decision,
+) -> Explanation {
+    let candidates = resolver.candidates(&decision.view, qname);
+    let winner = candidates
+        .iter()
+        .position(|c| c.not_visible.is_none() && c.decided_by == decision.decided_by);
+    let system_at = candidates
+        .iter()
+        .position(|c| c.not_visible.is_none() && c.kind == "system rule");
+    let judged = candidates
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let (won, verdict) = if Some(i) == winner {
+                (true, "decides: the most specific match in this view".to_string())
+            } else if let Some(why) = &c.not_visible {
+                (false, format!("not used: {why}"))
+            } else if c.kind == "system rule" {
+                (false, "defers: the Resolver answers itself below this domain, so less specific forward rules are skipped (§6.3)".to_string())
+            } else if c.kind == "forward rule" && system_at.is_some_and(|s| s < i) {
+                (false, "skipped: a more specific system rule covers the name (§6.3)".to_string())
+            } else if let Some(w) = winner {
+                let wc = &candidates[w];
+                if wc.domain == c.domain && wc.kind == "forward rule" {
+                    (false, "ignored: a forward rule for the same domain takes precedence over a private zone (§6.3)".to_string())
+                } else if w < i {
+                    (false, format!("less specific than {}: the most specific domain wins (§6.3, §6.4)", wc.domain))
+                } else {
+                    (false, "not used".to_string())
+                }
+            } else {
+                (false, "not used".to_string())
+            };
+            Judged { candidate: c.clone(), won, verdict }
+        })
+        .collect();
+    let mut result = Vec::new();
+    match &decision.outcome {
+        Outcome::Answer {
+            rcode,
+            answers,
+            authority,
+            ..
+        } => {
+            let code = match *rcode {
+                ResponseCode::NoError if answers.is_empty() => {
+                    "NOERROR, no answer (NODATA)".to_string()
+                }
+                ResponseCode::NoError => "NOERROR".to_string(),
+                ResponseCode::NXDomain => "NXDOMAIN".to_string(),
+                other => other.to_string(),
+            };
+            result.push(code);
+            for r in answers.iter().chain(authority) {
+                result.push(format!(
+                    "{} {} IN {} {}",
+                    r.name,
+                    r.ttl,
+                    r.record_type(),
+                    r.data
+                ));
+            }
+        }
+        Outcome::Forward {
+            rule,
+            targets,
+            source,
+            name,
+            answers,
+        } => {
+            for r in answers {
+                result.push(format!(
+                    "{} {} IN {} {}",
+                    r.name,
+                    r.ttl,
+                    r.record_type(),
+                    r.data
+                ));
+            }
+            let to: Vec<String> = targets
+                .iter()
+                .map(|t| match t {
+                    Forwarding::Target(a) => a.to_string(),
+                    Forwarding::System => "the system resolvers".into(),
+                })
+                .collect();
+            let via = match rule {
+                Some(id) => format!("forward rule {id}"),
+                None => "the upstream resolvers".into(),
+            };
+            let from = source
+                .map(|s| format!(", sent from outbound endpoint address {s}"))
+                .unwrap_or_default();
+            result.push(format!("forwarded: {name} {qtype} goes to {} via {via}{from}; targets are tried in random order, the next on timeout", if to.is_empty() { "nowhere (no upstream: SERVFAIL)".into() } else { to.join(", ") }));
+        }
+        Outcome::Refused { reason } => result.push(format!("REFUSED: {reason}")),
+        Outcome::ServFail { reason } => result.push(format!("SERVFAIL: {reason}")),
+    }
+    let notes = gateway_notes(resolver, &decision.view, qname);
+    Explanation {
+        question: format!("{qname} {qtype}"),
+        client: match client.local {
+            Some(local) => format!("{} -> {local}", client.src),
+            None => client.src.to_string(),
+        },
+        view: decision.view.clone(),
+        candidates: judged,
+        steps: decision.trace.clone(),
+        result,
+        notes,
+    }
+}
+
+/// S3 and DynamoDB: with a gateway endpoint, the public answer is still private traffic (reference §3.3).
+fn gateway_notes(resolver: &Resolver, view: &View, qname: &Name) -> Vec<String> {
+    let topo = resolver.topology();
+    let Some(vi) = view.vpc else {
+        return Vec::new();
+    };
+    let q = qname.to_lowercase().to_string();
+    let q = q.trim_end_matches('.');
+    topo.endpoints
+        .iter()
+        .filter(|e| e.vpc == vi && e.kind == EndpointKind::Gateway)
+        .filter(|e| {
+            let base = format!("{}.{}.{}", e.service.code, topo.region, topo.dns_suffix);
+            q == base || q.ends_with(&format!(".{base}")) || (e.service.code == "s3" && q == format!("s3.{}", topo.dns_suffix))
+        })
+        .map(|e| {
+            let tables = if e.route_tables.is_empty() { "the associated route tables".to_string() } else { e.route_tables.join(", ") };
+            format!(
+                "gateway endpoint {} ({}): traffic to the addresses of this answer follows the prefix-list route (com.amazonaws.{}.{}) in {tables} to the gateway endpoint, not the internet (§3.3)",
+                e.id, e.service.code, topo.region, e.service.code
+            )
+        })
+        .collect()
+}
+
+impl Explanation {
+    /// Stable, readable text for people and snapshot tests.
+    pub fn render(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(s, "question  {}", self.question);
+        let _ = writeln!(s, "client    {}", self.client);
+        let _ = writeln!(
+            s,
+            "view      {}{}",
+            self.view.name,
+            if self.view.via_inbound {
+                " (through an inbound Resolver endpoint)"
+            } else {
+                ""
+            }
+        );
+        let _ = writeln!(s, "          because {}", self.view.why);
+        s.push_str("\ncandidates (most specific first)\n");
+        if self.candidates.is_empty() {
+            s.push_str("  none: no rule or private zone covers this name\n");
+        }
+        for c in &self.candidates {
+            let mark = if c.won { "*" } else { "-" };
+            let _ = writeln!(
+                s,
+                "  {mark} {} [{}] {}",
+                c.candidate.domain, c.candidate.kind, c.candidate.label
+            );
+            let _ = writeln!(s, "      {}", c.verdict);
+        }
+        s.push_str("\nsteps\n");
+        for (i, step) in self.steps.iter().enumerate() {
+            let _ = writeln!(s, "  {}. {}  [{}]", i + 1, step.text, step.reference);
+        }
+        s.push_str("\nanswer\n");
+        for line in &self.result {
+            let _ = writeln!(s, "  {line}");
+        }
+        if !self.notes.is_empty() {
+            s.push_str("\nnotes\n");
+            for n in &self.notes {
+                let _ = writeln!(s, "  {n}");
+            }
+        }
+        s
+    }
+}

@@ -1,0 +1,477 @@
+//! One query, from bytes to bytes: parse, admit, decide, encode. Local answers are produced synchronously on the
+//! receiving task; only forwarded questions go async.
+//!
+//! This module makes no policy decision of its own about names: the decision engine (`resolve`) does. It owns the
+//! protocol rules around it: access control, opcodes, EDNS version, classes, zone transfers, ANY.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Instant;
+
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::rdata::{HINFO, TXT};
+use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
+use tracing::{debug, info};
+
+use super::Snapshot;
+use crate::resolve::{Client, Decision, Forwarding, Outcome};
+use crate::upstream::{Forwarder, Route};
+use crate::wire::{self, ParseError, Query, Reply};
+
+/// Transport the query came over: it sets the size limit and appears in the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    Udp,
+    Tcp,
+}
+
+impl Protocol {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Udp => "udp",
+            Self::Tcp => "tcp",
+        }
+    }
+}
+
+/// What the transport must do after `handle`.
+pub(crate) enum Handled {
+    /// `out` holds the response.
+    Reply,
+    /// Send nothing (a response, or too short to answer).
+    Drop,
+    /// Needs the network: run it with `forward`.
+    Forward(Box<ForwardJob>),
+}
+
+/// A forwarded question, owned so it can move to another task.
+pub(crate) struct ForwardJob {
+    packet: Vec<u8>,
+    route: Route,
+    name: Name,
+    prefix: Vec<Record>,
+    protocol: Protocol,
+    decided_by: String,
+    view: String,
+    src: SocketAddr,
+    started: Instant,
+}
+
+/// Extended DNS Error codes (RFC 8914) used here.
+const EDE_PROHIBITED: u16 = 18;
+const EDE_NOT_SUPPORTED: u16 = 21;
+
+fn limit(query: &Query<'_>, protocol: Protocol) -> usize {
+    match protocol {
+        Protocol::Udp => wire::udp_limit(query),
+        Protocol::Tcp => 65535,
+    }
+}
+
+/// Handles one request; writes a reply into `out` unless it returns `Drop` or `Forward`.
+pub(crate) fn handle(
+    snap: &Snapshot,
+    packet: &[u8],
+    src: SocketAddr,
+    local: Option<IpAddr>,
+    protocol: Protocol,
+    out: &mut Vec<u8>,
+) -> Handled {
+    let started = Instant::now();
+    let query = match wire::parse_query(packet) {
+        Ok(q) => q,
+        Err(ParseError::Drop) => return Handled::Drop,
+        Err(ParseError::Reply {
+            id,
+            opcode,
+            recursion_desired,
+            rcode,
+        }) => {
+            debug!(%src, ?rcode, "malformed query");
+            wire::encode_header_only(id, opcode, recursion_desired, rcode, out);
+            snap.metrics.count_rcode(rcode, protocol);
+            return Handled::Reply;
+        }
+    };
+    let span = tracing::info_span!("query", id = query.id, src = %src, proto = protocol.as_str(), qname = %query.name, qtype = %query.qtype);
+    let _entered = span.enter();
+    let src_ip = src.ip().to_canonical();
+    let reply_simple = |rcode: ResponseCode, ede: Option<(u16, &str)>, out: &mut Vec<u8>| {
+        let reply = Reply {
+            rcode,
+            authoritative: false,
+            answers: &[],
+            authority: &[],
+            additional: &[],
+            ede,
+        };
+        wire::encode_reply(&query, &reply, limit(&query, protocol), out);
+    };
+    if !snap.allowed(src_ip) {
+        snap.metrics.refused();
+        reply_simple(
+            ResponseCode::Refused,
+            Some((EDE_PROHIBITED, "source not allowed")),
+            out,
+        );
+        log_query(
+            snap,
+            &query,
+            src,
+            protocol,
+            "-",
+            "acl",
+            ResponseCode::Refused,
+            started,
+        );
+        return Handled::Reply;
+    }
+    if query.opcode != 0 {
+        wire::encode_header_only(
+            query.id,
+            query.opcode,
+            query.recursion_desired,
+            ResponseCode::NotImp,
+            out,
+        );
+        log_query(
+            snap,
+            &query,
+            src,
+            protocol,
+            "-",
+            "opcode",
+            ResponseCode::NotImp,
+            started,
+        );
+        return Handled::Reply;
+    }
+    if let Some(edns) = query.edns
+        && edns.version != 0
+    {
+        reply_simple(ResponseCode::BADVERS, None, out);
+        log_query(
+            snap,
+            &query,
+            src,
+            protocol,
+            "-",
+            "edns",
+            ResponseCode::BADVERS,
+            started,
+        );
+        return Handled::Reply;
+    }
+    if query.qclass == DNSClass::CH {
+        return chaos(snap, &query, protocol, src, started, out);
+    }
+    if query.qclass != DNSClass::IN {
+        reply_simple(
+            ResponseCode::Refused,
+            Some((EDE_NOT_SUPPORTED, "only class IN")),
+            out,
+        );
+        log_query(
+            snap,
+            &query,
+            src,
+            protocol,
+            "-",
+            "class",
+            ResponseCode::Refused,
+            started,
+        );
+        return Handled::Reply;
+    }
+    if matches!(query.qtype, RecordType::AXFR | RecordType::IXFR) {
+        reply_simple(
+            ResponseCode::Refused,
+            Some((EDE_PROHIBITED, "zone transfers are not offered")),
+            out,
+        );
+        log_query(
+            snap,
+            &query,
+            src,
+            protocol,
+            "-",
+            "xfr",
+            ResponseCode::Refused,
+            started,
+        );
+        return Handled::Reply;
+    }
+    let client = Client { src: src_ip, local };
+    let decision = snap.resolver.resolve(client, &query.name, query.qtype);
+    if tracing::enabled!(tracing::Level::DEBUG) {
+        for step in &decision.trace {
+            debug!(reference = step.reference, "{}", step.text);
+        }
+    }
+    let Decision {
+        view,
+        outcome,
+        decided_by,
+        ..
+    } = decision;
+    match outcome {
+        Outcome::Answer {
+            rcode,
+            authoritative,
+            mut answers,
+            authority,
+        } => {
+            if query.qtype == RecordType::ANY {
+                minimal_any(&mut answers, &query.name);
+            }
+            let reply = Reply {
+                rcode,
+                authoritative,
+                answers: &answers,
+                authority: &authority,
+                additional: &[],
+                ede: None,
+            };
+            wire::encode_reply(&query, &reply, limit(&query, protocol), out);
+            snap.metrics.answered(
+                &view.name,
+                kind_of(&decided_by),
+                rcode,
+                protocol,
+                started.elapsed(),
+            );
+            log_query(
+                snap,
+                &query,
+                src,
+                protocol,
+                &view.name,
+                &decided_by,
+                rcode,
+                started,
+            );
+            Handled::Reply
+        }
+        Outcome::Refused { reason } => {
+            reply_simple(ResponseCode::Refused, Some((EDE_PROHIBITED, &reason)), out);
+            log_query(
+                snap,
+                &query,
+                src,
+                protocol,
+                &view.name,
+                &decided_by,
+                ResponseCode::Refused,
+                started,
+            );
+            Handled::Reply
+        }
+        Outcome::ServFail { reason } => {
+            reply_simple(ResponseCode::ServFail, Some((0, &reason)), out);
+            log_query(
+                snap,
+                &query,
+                src,
+                protocol,
+                &view.name,
+                &decided_by,
+                ResponseCode::ServFail,
+                started,
+            );
+            Handled::Reply
+        }
+        Outcome::Forward {
+            rule,
+            targets,
+            source,
+            name,
+            answers,
+        } => {
+            if query.qtype == RecordType::ANY {
+                // RFC 8482: don't fetch ANY from upstream; a synthesized HINFO says so.
+                let mut any = answers;
+                any.push(Record::from_rdata(
+                    query.name.clone(),
+                    3600,
+                    RData::HINFO(HINFO::new("RFC8482".into(), String::new())),
+                ));
+                let reply = Reply {
+                    rcode: ResponseCode::NoError,
+                    authoritative: false,
+                    answers: &any,
+                    authority: &[],
+                    additional: &[],
+                    ede: None,
+                };
+                wire::encode_reply(&query, &reply, limit(&query, protocol), out);
+                log_query(
+                    snap,
+                    &query,
+                    src,
+                    protocol,
+                    &view.name,
+                    "rfc8482",
+                    ResponseCode::NoError,
+                    started,
+                );
+                return Handled::Reply;
+            }
+            let route = snap.route(rule.as_deref(), &targets, source);
+            Handled::Forward(Box::new(ForwardJob {
+                packet: packet.to_vec(),
+                route,
+                name,
+                prefix: answers,
+                protocol,
+                decided_by,
+                view: view.name,
+                src,
+                started,
+            }))
+        }
+    }
+}
+
+/// Carries out a forwarded question and encodes the reply into `out`.
+pub(crate) async fn forward(
+    snap: Arc<Snapshot>,
+    forwarder: &Forwarder,
+    job: Box<ForwardJob>,
+    out: &mut Vec<u8>,
+) {
+    let Ok(query) = wire::parse_query(&job.packet) else {
+        return;
+    };
+    let span = tracing::info_span!("query", id = query.id, src = %job.src, proto = job.protocol.as_str(), qname = %query.name, qtype = %query.qtype);
+    let _entered = span.enter();
+    let dnssec_ok = query.edns.is_some_and(|e| e.dnssec_ok);
+    let result = forwarder
+        .forward(&job.route, &job.name, query.qtype, dnssec_ok)
+        .await;
+    let mut answers = job.prefix;
+    answers.extend(result.answers);
+    let ede = result
+        .ede
+        .as_ref()
+        .map(|(code, text)| (*code, text.as_str()));
+    let reply = Reply {
+        rcode: result.rcode,
+        authoritative: false,
+        answers: &answers,
+        authority: &result.authority,
+        additional: &[],
+        ede,
+    };
+    wire::encode_reply(&query, &reply, limit(&query, job.protocol), out);
+    snap.metrics.answered(
+        &job.view,
+        kind_of(&job.decided_by),
+        result.rcode,
+        job.protocol,
+        job.started.elapsed(),
+    );
+    log_query(
+        &snap,
+        &query,
+        job.src,
+        job.protocol,
+        &job.view,
+        &job.decided_by,
+        result.rcode,
+        job.started,
+    );
+}
+
+/// RFC 8482: answer ANY with one RRset only.
+fn minimal_any(answers: &mut Vec<Record>, _name: &Name) {
+    if let Some(first) = answers.first().map(|r| r.record_type()) {
+        answers.retain(|r| r.record_type() == first);
+    }
+}
+
+/// CHAOS class: `version.bind` and `id.server` are answered locally; nothing else, and nothing is forwarded.
+fn chaos(
+    snap: &Snapshot,
+    query: &Query<'_>,
+    protocol: Protocol,
+    src: SocketAddr,
+    started: Instant,
+    out: &mut Vec<u8>,
+) -> Handled {
+    let lower = query.name.to_lowercase().to_string();
+    let text = match (lower.as_str(), query.qtype) {
+        ("version.bind." | "version.server.", RecordType::TXT) => {
+            Some(concat!("vpc-resolver ", env!("CARGO_PKG_VERSION")))
+        }
+        ("id.server." | "hostname.bind.", RecordType::TXT) => Some("vpc-resolver"),
+        _ => None,
+    };
+    let (rcode, answers) = match text {
+        Some(t) => {
+            let mut rec = Record::from_rdata(
+                query.name.clone(),
+                0,
+                RData::TXT(TXT::new(vec![t.to_string()])),
+            );
+            rec.dns_class = DNSClass::CH;
+            (ResponseCode::NoError, vec![rec])
+        }
+        None => (ResponseCode::Refused, Vec::new()),
+    };
+    let reply = Reply {
+        rcode,
+        authoritative: true,
+        answers: &answers,
+        authority: &[],
+        additional: &[],
+        ede: None,
+    };
+    wire::encode_reply(query, &reply, limit(query, protocol), out);
+    log_query(snap, query, src, protocol, "-", "chaos", rcode, started);
+    Handled::Reply
+}
+
+/// `endpoint:vpce-…` -> `endpoint`: a bounded label set for metrics.
+fn kind_of(decided_by: &str) -> &str {
+    decided_by.split(':').next().unwrap_or(decided_by)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn log_query(
+    snap: &Snapshot,
+    query: &Query<'_>,
+    src: SocketAddr,
+    protocol: Protocol,
+    view: &str,
+    decided_by: &str,
+    rcode: ResponseCode,
+    started: Instant,
+) {
+    if snap.query_log {
+        info!(
+            target: "vpc_resolver::query",
+            client = %src.ip(),
+            port = src.port(),
+            proto = protocol.as_str(),
+            view,
+            qname = %query.name,
+            qtype = %query.qtype,
+            decided_by,
+            rcode = %rcode,
+            micros = started.elapsed().as_micros() as u64,
+            "answered"
+        );
+    }
+}
+
+/// Builds the forwarding route for an outcome; `targets` may include the system resolvers.
+pub(crate) fn expand_targets(targets: &[Forwarding], system: &[SocketAddr]) -> Vec<SocketAddr> {
+    let mut out = Vec::new();
+    for t in targets {
+        match t {
+            Forwarding::Target(a) => out.push(*a),
+            Forwarding::System => out.extend_from_slice(system),
+        }
+    }
+    out
+}
