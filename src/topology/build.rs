@@ -571,6 +571,16 @@ impl Builder<'_> {
         }
     }
 
+    /// `key` names a VPC that has exactly one of `endpoints`: that endpoint.
+    fn only_endpoint_of_vpc(&self, endpoints: &[ResolverEndpoint], key: &str) -> Option<usize> {
+        let vpc = *self.vpc_index.get(key)?;
+        let mut found = endpoints.iter().enumerate().filter(|(_, e)| e.vpc == vpc);
+        match (found.next(), found.next()) {
+            (Some((idx, _)), None) => Some(idx),
+            _ => None,
+        }
+    }
+
     fn vpc_list(&self) -> String {
         let ids: Vec<String> = self.topo.vpcs.iter().map(Vpc::label).collect();
         if ids.is_empty() {
@@ -1493,11 +1503,13 @@ impl Builder<'_> {
                 }
                 let vpcs = self.vpc_refs(ctx, o, &path.key("vpcs"), r.vpcs.as_deref());
                 let outbound = match &r.outbound_endpoint {
+                    // An outbound endpoint may be named by its id or by its VPC (when that VPC has one).
                     Some(key) => match self
                         .topo
                         .outbound_endpoints
                         .iter()
                         .position(|e| &e.id == key)
+                        .or_else(|| self.only_endpoint_of_vpc(&self.topo.outbound_endpoints, key))
                     {
                         Some(idx) => Some(idx),
                         None => {
@@ -1513,6 +1525,19 @@ impl Builder<'_> {
                             None
                         }
                     },
+                    // Forward rules leave through an outbound endpoint; with exactly one among the rule's VPCs, that one.
+                    None if kind == RuleKind::Forward => {
+                        let mut found = self
+                            .topo
+                            .outbound_endpoints
+                            .iter()
+                            .enumerate()
+                            .filter(|(_, e)| vpcs.contains(&e.vpc));
+                        match (found.next(), found.next()) {
+                            (Some((idx, _)), None) => Some(idx),
+                            _ => None,
+                        }
+                    }
                     None => None,
                 };
                 // AWS warns: forwarding to an inbound endpoint of a VPC the rule is associated with loops.
@@ -1567,6 +1592,7 @@ impl Builder<'_> {
                         .inbound_endpoints
                         .iter()
                         .position(|e| &e.id == key)
+                        .or_else(|| self.only_endpoint_of_vpc(&self.topo.inbound_endpoints, key))
                     {
                         Some(idx) => Some(idx),
                         None => {
