@@ -299,7 +299,12 @@ impl Server {
             })?;
             udp_addrs.push(bound);
             udp_sockets.push(first);
-            for _ in 1..config.udp_sockets.max(1) {
+            let extra = if addr.port() == 0 {
+                0
+            } else {
+                config.udp_sockets.max(1) - 1
+            };
+            for _ in 0..extra {
                 if let Ok(s) = bind_udp(bound) {
                     udp_sockets.push(s);
                 }
@@ -500,7 +505,11 @@ fn bind_udp(addr: SocketAddr) -> Result<UdpSocket, ServeError> {
     if addr.is_ipv6() {
         let _ = sock.set_only_v6(true);
     }
-    let _ = sock.set_reuse_port(true);
+    // Several sockets share an explicit port (one per core). Never on port 0: Linux may then hand out a port that
+    // another SO_REUSEPORT socket of the same user already has, and the two would split each other's traffic.
+    if addr.port() != 0 {
+        let _ = sock.set_reuse_port(true);
+    }
     // Bursts of hundreds of queries overflow the default buffer; NSD's 2 MiB lost none in the same test.
     let _ = sock.set_recv_buffer_size(4 << 20);
     let _ = sock.set_send_buffer_size(4 << 20);

@@ -85,10 +85,11 @@ fn wait_ready(addr: SocketAddr, child: &mut Child) -> bool {
         }
         id = id.wrapping_add(1);
         let _ = sock.send_to(&probe_query(id), addr);
+        // Any of our probes counts: a slow start answers an earlier probe after the next one was sent.
         if let Ok((n, from)) = sock.recv_from(&mut buf)
             && from == addr
             && n >= 2
-            && buf[..2] == id.to_be_bytes()
+            && (7..=id).contains(&u16::from_be_bytes([buf[0], buf[1]]))
         {
             return true;
         }
@@ -211,6 +212,7 @@ impl Unbound {
                  \x20 logfile: \"{log}\"\n\
                  \x20 verbosity: 1\n\
                  \x20 do-ip6: no\n\
+                 \x20 so-reuseport: no\n\
                  \x20 module-config: \"iterator\"\n\
                  \x20 root-hints: \"{hints}\"\n\
                  {config_extra}\n",
