@@ -38,6 +38,20 @@ impl Client {
     }
 }
 
+/// A view, compactly: the VPC (or public) and whether the query came through an inbound endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ViewKey {
+    pub vpc: Option<u32>,
+    pub via_inbound: bool,
+}
+
+/// Why a view was chosen, before it is put into words.
+enum Why {
+    Arrival(IpAddr),
+    Source(usize),
+    Default,
+}
+
 /// The view that answers, and why.
 #[derive(Debug, Clone, Serialize)]
 pub struct View {
@@ -453,58 +467,156 @@ impl Resolver {
 
     /// Which view answers `client` (spec "Which view answers a client").
     pub fn view(&self, client: Client) -> View {
+        let (key, why) = self.choose(client);
         let src = client.src.to_canonical();
-        let vpc_view = |vi: usize, inbound: bool, why: String| View {
-            vpc: Some(vi),
-            name: self.topo.vpcs[vi].id.clone(),
-            via_inbound: inbound,
-            why,
-        };
-        if let Some(local) = client.local.map(|l| l.to_canonical())
-            && let Some(&(vi, inbound)) = self.address_views.get(&local)
-        {
-            let what = if inbound {
-                "an inbound Resolver endpoint address"
-            } else {
-                "the VPC resolver address (base + 2)"
-            };
-            return vpc_view(
-                vi,
-                inbound,
-                format!(
-                    "the query arrived on {local}, {what} of {}",
-                    self.topo.vpcs[vi].label()
-                ),
-            );
-        }
-        for (net, vi, inbound, desc) in &self.source_views {
-            if net.contains(&src) {
-                return vpc_view(*vi, *inbound, format!("source {src} is in {desc}"));
-            }
-        }
-        match self.topo.default_view {
-            ViewRef::Vpc(vi) => vpc_view(
-                vi,
-                false,
-                format!(
-                    "source {src} matches no VPC or network; default_view is {}",
-                    self.topo.vpcs[vi].label()
-                ),
+        let why = match why {
+            Why::Arrival(local) => format!(
+                "the query arrived on {local}, {} of {}",
+                if key.via_inbound {
+                    "an inbound Resolver endpoint address"
+                } else {
+                    "the VPC resolver address (base + 2)"
+                },
+                self.topo.vpcs[key.vpc.unwrap_or_default() as usize].label()
             ),
-            ViewRef::Public => View {
-                vpc: None,
-                name: "public".into(),
-                via_inbound: false,
-                why: format!(
+            Why::Source(i) => format!("source {src} is in {}", self.source_views[i].3),
+            Why::Default => match key.vpc {
+                Some(vi) => format!(
+                    "source {src} matches no VPC or network; default_view is {}",
+                    self.topo.vpcs[vi as usize].label()
+                ),
+                None => format!(
                     "source {src} matches no VPC, client network or inbound endpoint; default_view is public"
                 ),
             },
+        };
+        self.view_of(key, why)
+    }
+
+    /// The view of `key`, described by `why`.
+    pub fn view_of(&self, key: ViewKey, why: String) -> View {
+        View {
+            vpc: key.vpc.map(|v| v as usize),
+            name: key.vpc.map_or_else(
+                || "public".to_string(),
+                |v| self.topo.vpcs[v as usize].id.clone(),
+            ),
+            via_inbound: key.via_inbound,
+            why,
         }
+    }
+
+    /// Which view answers `client`, without describing why (the hot path).
+    pub fn view_key(&self, client: Client) -> ViewKey {
+        self.choose(client).0
+    }
+
+    fn choose(&self, client: Client) -> (ViewKey, Why) {
+        if let Some(local) = client.local.map(|l| l.to_canonical())
+            && let Some(&(vi, inbound)) = self.address_views.get(&local)
+        {
+            return (
+                ViewKey {
+                    vpc: Some(vi as u32),
+                    via_inbound: inbound,
+                },
+                Why::Arrival(local),
+            );
+        }
+        let src = client.src.to_canonical();
+        for (i, (net, vi, inbound, _)) in self.source_views.iter().enumerate() {
+            if net.contains(&src) {
+                return (
+                    ViewKey {
+                        vpc: Some(*vi as u32),
+                        via_inbound: *inbound,
+                    },
+                    Why::Source(i),
+                );
+            }
+        }
+        let vpc = match self.topo.default_view {
+            ViewRef::Vpc(vi) => Some(vi as u32),
+            ViewRef::Public => None,
+        };
+        (
+            ViewKey {
+                vpc,
+                via_inbound: false,
+            },
+            Why::Default,
+        )
+    }
+
+    /// Every view a client can get: public, each VPC, and each VPC through an inbound endpoint where one exists.
+    pub fn view_keys(&self) -> Vec<ViewKey> {
+        let mut keys = vec![ViewKey {
+            vpc: None,
+            via_inbound: false,
+        }];
+        for vi in 0..self.topo.vpcs.len() {
+            keys.push(ViewKey {
+                vpc: Some(vi as u32),
+                via_inbound: false,
+            });
+            if self.topo.inbound_endpoints.iter().any(|e| e.vpc == vi)
+                || self.source_views.iter().any(|s| s.1 == vi && s.2)
+            {
+                keys.push(ViewKey {
+                    vpc: Some(vi as u32),
+                    via_inbound: true,
+                });
+            }
+        }
+        keys
+    }
+
+    /// Names with fixed local answers in `key`'s view: owners and apexes of its visible zones (wildcard owners
+    /// excluded), and, for the public view, the vpce names. The hot path prepares their answers at load time.
+    pub fn static_names(&self, key: ViewKey) -> Vec<Name> {
+        let mut out = Vec::new();
+        match key.vpc {
+            None => out.extend(self.public_names.keys().map(Name::from)),
+            Some(vi) => {
+                for auths in self.vpc_tables[vi as usize].values() {
+                    for auth in auths {
+                        if let Authority::Zone(zi) = auth {
+                            let zone = &self.zones[*zi];
+                            out.push(zone.name.clone());
+                            out.extend(
+                                zone.records
+                                    .keys()
+                                    .map(Name::from)
+                                    .filter(|n| !n.is_wildcard()),
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Whether `key`'s view answers vpce names as public DNS does (no rule or zone of the view covers them).
+    pub fn sees_public_vpce_names(&self, key: ViewKey) -> bool {
+        let Some(vi) = key.vpc else { return true };
+        let domain = name(&format!(
+            "{}.vpce.{}",
+            self.topo.region, self.topo.dns_suffix
+        ));
+        self.vpc_tables[vi as usize].keys().all(|k| {
+            let k = Name::from(k);
+            !k.zone_of(&domain) && !domain.zone_of(&k)
+        })
     }
 
     /// Decides the answer for one question.
     pub fn resolve(&self, client: Client, qname: &Name, qtype: RecordType) -> Decision {
-        let view = self.view(client);
+        self.resolve_in(self.view(client), qname, qtype)
+    }
+
+    /// Decides the answer for one question in a given view.
+    pub fn resolve_in(&self, view: View, qname: &Name, qtype: RecordType) -> Decision {
         let mut trace = vec![Step {
             text: format!("view {}: {}", view.name, view.why),
             reference: "spec: Which view answers a client; §6.1, §6.2",

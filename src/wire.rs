@@ -597,6 +597,177 @@ fn write_opt(out: &mut Vec<u8>, rcode: ResponseCode, dnssec_ok: bool, ede: Optio
     }
 }
 
+/// A reply encoded once at load time for one question (name and type), replayed for every query that asks it:
+/// only the id, the flags the client chose, the question as sent and the OPT record change per query.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// The answer and authority sections, compressed against a question at offset 12.
+    body: Box<[u8]>,
+    counts: [u16; 2],
+    rcode_low: u8,
+    authoritative: bool,
+}
+
+impl Prepared {
+    /// Encodes `reply` for `query` once. `None` for what can't be replayed: extended rcodes, additional records, EDE.
+    pub fn new(query: &Query<'_>, reply: &Reply<'_>) -> Option<Self> {
+        if reply.rcode.high() != 0
+            || !reply.additional.is_empty()
+            || reply.ede.is_some()
+            || query.edns.is_some()
+        {
+            return None;
+        }
+        let mut out = Vec::new();
+        encode_reply(query, reply, usize::from(u16::MAX), &mut out);
+        let header = out.get(..HEADER_LEN)?;
+        if header[2] & 0x02 != 0 || header[3] & 0x0F != reply.rcode.low() {
+            return None;
+        }
+        let counts = [
+            u16::from_be_bytes([header[6], header[7]]),
+            u16::from_be_bytes([header[8], header[9]]),
+        ];
+        Some(Self {
+            body: out.get(HEADER_LEN + query.question.len()..)?.into(),
+            counts,
+            rcode_low: reply.rcode.low(),
+            authoritative: reply.authoritative,
+        })
+    }
+
+    /// Bytes a reply with this body takes beyond the question (without OPT).
+    pub fn body_len(&self) -> usize {
+        self.body.len()
+    }
+}
+
+/// What the hot path needs from a query, read without building a [`Name`]: a plain QUERY with exactly one
+/// uncompressed question and at most an EDNS version 0 OPT record. Anything else returns `None` and takes the
+/// full path, which also produces every error response.
+#[derive(Debug, Clone, Copy)]
+pub struct Peek {
+    pub id: u16,
+    flags1: u8,
+    flags2: u8,
+    /// End of the question section in the packet.
+    question_end: usize,
+    pub qtype: u16,
+    pub edns: Option<Edns>,
+}
+
+impl Peek {
+    /// The UDP size limit for the reply (see [`udp_limit`]).
+    pub fn udp_limit(&self) -> usize {
+        match self.edns {
+            None => CLASSIC_UDP_LIMIT,
+            Some(e) => usize::from(
+                e.udp_payload
+                    .clamp(CLASSIC_UDP_LIMIT as u16, MAX_UDP_PAYLOAD),
+            ),
+        }
+    }
+}
+
+/// Reads the header and question of `packet`, writing the lowercased question name (wire form, with its final
+/// root label) into `lower`. Class must be IN.
+pub fn peek(packet: &[u8], lower: &mut Vec<u8>) -> Option<Peek> {
+    let header = packet.get(..HEADER_LEN)?;
+    let (flags1, flags2) = (header[2], header[3]);
+    // QR clear, opcode QUERY; one question, no answer or authority records, at most one additional.
+    if flags1 & 0xF8 != 0
+        || header[4..10] != [0, 1, 0, 0, 0, 0]
+        || header[10] != 0
+        || header[11] > 1
+    {
+        return None;
+    }
+    lower.clear();
+    let mut pos = HEADER_LEN;
+    loop {
+        let len = usize::from(*packet.get(pos)?);
+        if len > MAX_LABEL_LEN {
+            return None;
+        }
+        let label = packet.get(pos..=pos + len)?;
+        lower.extend(label.iter().map(u8::to_ascii_lowercase));
+        pos += len + 1;
+        if lower.len() > MAX_NAME_LEN {
+            return None;
+        }
+        if len == 0 {
+            break;
+        }
+    }
+    let qtype = read_u16(packet, pos)?;
+    if read_u16(packet, pos + 2)? != 1 {
+        return None;
+    }
+    let question_end = pos + 4;
+    let edns = if header[11] == 1 {
+        // OPT: root owner, type 41, class = payload, TTL = extended rcode, version, flags; rdata skipped whole.
+        let opt = packet.get(question_end..question_end + OPT_FIXED_LEN)?;
+        if opt[0] != 0 || u16::from_be_bytes([opt[1], opt[2]]) != TYPE_OPT || opt[6] != 0 {
+            return None;
+        }
+        let rdlen = usize::from(u16::from_be_bytes([opt[9], opt[10]]));
+        if question_end + OPT_FIXED_LEN + rdlen != packet.len() {
+            return None;
+        }
+        Some(Edns {
+            udp_payload: u16::from_be_bytes([opt[3], opt[4]]),
+            version: opt[6],
+            dnssec_ok: opt[7] & 0x80 != 0,
+        })
+    } else {
+        if question_end != packet.len() {
+            return None;
+        }
+        None
+    };
+    Some(Peek {
+        id: u16::from_be_bytes([header[0], header[1]]),
+        flags1,
+        flags2,
+        question_end,
+        qtype,
+        edns,
+    })
+}
+
+/// Writes the reply for `peek` from a prepared body into `out`; `false` (and `out` unspecified) when it would exceed
+/// `limit`, in which case the full path answers (with TC).
+pub fn encode_prepared(
+    packet: &[u8],
+    peek: &Peek,
+    prepared: &Prepared,
+    limit: usize,
+    out: &mut Vec<u8>,
+) -> bool {
+    let opt_len = if peek.edns.is_some() {
+        OPT_FIXED_LEN
+    } else {
+        0
+    };
+    if peek.question_end + prepared.body.len() + opt_len > limit {
+        return false;
+    }
+    out.clear();
+    out.extend_from_slice(&peek.id.to_be_bytes());
+    out.push(0x80 | u8::from(prepared.authoritative) << 2 | (peek.flags1 & 0x01));
+    out.push(0x80 | (peek.flags2 & 0x10) | prepared.rcode_low);
+    out.extend_from_slice(&[0, 1]);
+    out.extend_from_slice(&prepared.counts[0].to_be_bytes());
+    out.extend_from_slice(&prepared.counts[1].to_be_bytes());
+    out.extend_from_slice(&[0, u8::from(peek.edns.is_some())]);
+    out.extend_from_slice(&packet[HEADER_LEN..peek.question_end]);
+    out.extend_from_slice(&prepared.body);
+    if let Some(edns) = peek.edns {
+        write_opt(out, ResponseCode::NoError, edns.dnssec_ok, None);
+    }
+    true
+}
+
 /// A header-only response (QDCOUNT 0) for [`ParseError::Reply`] and for NOTIMP: id, opcode and RD
 /// echoed, QR set, no other flags (AA, TC, AD, CD, Z cleared).
 pub fn encode_header_only(

@@ -12,7 +12,7 @@ use hickory_proto::op::ResponseCode;
 use super::handler::Protocol;
 use crate::upstream::Forwarder;
 
-const KINDS: [&str; 10] = [
+pub(crate) const KINDS: [&str; 10] = [
     "endpoint",
     "phz",
     "rule",

@@ -5,6 +5,7 @@
 //! run out, and it cannot tell a handler which local address a query arrived on over a wildcard socket.
 //! Everything here is reachable from the library API (`Server::start`), which the CLI and the tests share.
 
+mod answers;
 mod handler;
 mod metrics;
 
@@ -117,6 +118,9 @@ pub enum ServeError {
 /// One compiled topology with everything the query path needs; replaced whole on reload.
 pub(crate) struct Snapshot {
     pub(crate) resolver: Resolver,
+    pub(crate) answers: answers::Answers,
+    /// View names, for metrics on the hot path.
+    view_names: HashMap<crate::resolve::ViewKey, String>,
     allow: Vec<IpNet>,
     routes: HashMap<String, Route>,
     system: Vec<SocketAddr>,
@@ -191,14 +195,27 @@ impl Snapshot {
                 },
             );
         }
+        let resolver = Resolver::new(topo);
+        let answers = answers::Answers::build(&resolver);
+        let view_names = resolver
+            .view_keys()
+            .into_iter()
+            .map(|k| (k, resolver.view_of(k, String::new()).name))
+            .collect();
         Ok(Self {
-            resolver: Resolver::new(topo),
+            resolver,
+            answers,
+            view_names,
             allow,
             routes,
             system,
             query_log: cfg.query_log,
             metrics,
         })
+    }
+
+    pub(crate) fn view_name(&self, key: crate::resolve::ViewKey) -> &str {
+        self.view_names.get(&key).map_or("public", String::as_str)
     }
 
     pub(crate) fn allowed(&self, ip: IpAddr) -> bool {
@@ -376,7 +393,7 @@ impl Server {
             tasks.push(tokio::spawn(watch_loop(shared.clone())));
         }
         let snap = shared.snapshot.load();
-        info!(topology = %snap.resolver.topology().summary(), "serving");
+        info!(topology = %snap.resolver.topology().summary(), prepared_answers = snap.answers.len(), "serving");
         Ok(RunningServer {
             shared,
             udp: udp_addrs,
@@ -546,6 +563,7 @@ async fn udp_loop(sock: Arc<UdpSocket>, shared: Arc<Shared>) {
     let mut shutdown = shared.shutdown.subscribe();
     let mut buf = vec![0u8; 65535];
     let mut out = Vec::with_capacity(1232);
+    let mut scratch = handler::Scratch::default();
     loop {
         let (n, src) = tokio::select! {
             r = sock.recv_from(&mut buf) => match r {
@@ -559,7 +577,15 @@ async fn udp_loop(sock: Arc<UdpSocket>, shared: Arc<Shared>) {
             _ = shutdown.changed() => return,
         };
         let snap = shared.snapshot.load_full();
-        match handler::handle(&snap, &buf[..n], src, local, Protocol::Udp, &mut out) {
+        match handler::handle(
+            &snap,
+            &buf[..n],
+            src,
+            local,
+            Protocol::Udp,
+            &mut scratch,
+            &mut out,
+        ) {
             handler::Handled::Reply => send_udp(&sock, &out, src).await,
             handler::Handled::Drop => {}
             handler::Handled::Forward(job) => {
@@ -699,6 +725,7 @@ async fn tcp_conn(
     let idle = shared.config.tcp_idle;
     let mut buf = Vec::with_capacity(512);
     let mut out = Vec::with_capacity(512);
+    let mut scratch = handler::Scratch::default();
     loop {
         shared.tcp.set_idle(id, true);
         let mut len = [0u8; 2];
@@ -722,7 +749,15 @@ async fn tcp_conn(
         }
         let snap = shared.snapshot.load_full();
         out.clear();
-        match handler::handle(&snap, &buf, src, local, Protocol::Tcp, &mut out) {
+        match handler::handle(
+            &snap,
+            &buf,
+            src,
+            local,
+            Protocol::Tcp,
+            &mut scratch,
+            &mut out,
+        ) {
             handler::Handled::Reply => {}
             handler::Handled::Drop => return,
             handler::Handled::Forward(job) => {
