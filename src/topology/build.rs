@@ -152,6 +152,8 @@ struct Builder<'r> {
     vpc_paths: Vec<(usize, YamlPath)>,
     /// (file index, path) of each built endpoint.
     endpoint_paths: Vec<(usize, YamlPath)>,
+    /// A VPC item failed to parse (already reported).
+    vpcs_broken: bool,
 }
 
 impl<'r> Builder<'r> {
@@ -177,6 +179,7 @@ impl<'r> Builder<'r> {
             used_ips: HashSet::new(),
             vpc_paths: Vec::new(),
             endpoint_paths: Vec::new(),
+            vpcs_broken: false,
         };
         b.scalars(ctx);
         b.vpcs(ctx);
@@ -291,6 +294,7 @@ impl<'r> Builder<'r> {
             for (i, item) in raw.vpcs.iter().enumerate() {
                 let path = YamlPath::default().key("vpcs").index(i);
                 let Some(v) = o.file.item::<raw::Vpc>(&item.value, &path, &mut ctx.diags) else {
+                    self.vpcs_broken = true;
                     note_broken(ctx, &item.value);
                     continue;
                 };
@@ -560,6 +564,8 @@ impl Builder<'_> {
                 }
             },
             None if self.topo.vpcs.len() == 1 => Some(0),
+            // A VPC that failed to parse is already reported; guessing which one was meant would only add noise.
+            None if self.vpcs_broken => None,
             None => {
                 ctx.err(
                     o.file,
@@ -1049,6 +1055,7 @@ impl Builder<'_> {
                         }
                     };
                     let mut azs_seen: HashMap<String, YamlPath> = HashMap::new();
+                    let listed = explicit.len();
                     for (x, ep) in explicit {
                         let v = &self.topo.vpcs[vpc];
                         let Some(si) = v.subnets.iter().position(|s| s.id == x.subnet) else {
@@ -1151,7 +1158,8 @@ impl Builder<'_> {
                             ipv6,
                         });
                     }
-                    if enis.is_empty() && kind == EndpointKind::Interface {
+                    // Listed ENIs that all failed are reported each; this is only for a VPC without subnets.
+                    if enis.is_empty() && listed == 0 && kind == EndpointKind::Interface {
                         ctx.err(o.file, &path, format!("endpoint has no network interface: VPC {} has no subnets; add subnets to the VPC or `enis` here", self.topo.vpcs[vpc].id));
                     }
                 }
@@ -1520,7 +1528,12 @@ impl Builder<'_> {
                                     .iter()
                                     .map(|e| e.id.as_str())
                                     .collect();
-                                ctx.err(o.file, &path.key("outbound_endpoint"), format!("unknown outbound endpoint `{key}`; define it under resolver.outbound_endpoints ({})", list.join(", ")));
+                                let list = if list.is_empty() {
+                                    "none is defined yet".to_string()
+                                } else {
+                                    list.join(", ")
+                                };
+                                ctx.err(o.file, &path.key("outbound_endpoint"), format!("unknown outbound endpoint `{key}`; define it under resolver.outbound_endpoints ({list})"));
                             }
                             None
                         }
@@ -1603,7 +1616,12 @@ impl Builder<'_> {
                                     .iter()
                                     .map(|e| e.id.as_str())
                                     .collect();
-                                ctx.err(o.file, &path.key("via_inbound_endpoint"), format!("unknown inbound endpoint `{key}`; define it under resolver.inbound_endpoints ({})", list.join(", ")));
+                                let list = if list.is_empty() {
+                                    "none is defined yet".to_string()
+                                } else {
+                                    list.join(", ")
+                                };
+                                ctx.err(o.file, &path.key("via_inbound_endpoint"), format!("unknown inbound endpoint `{key}`; define it under resolver.inbound_endpoints ({list})"));
                             }
                             continue;
                         }
@@ -1686,6 +1704,7 @@ impl Builder<'_> {
             for &vpc in &z.vpcs {
                 if let Some(&idx) = owners.get(&(vpc, zname.to_string())) {
                     let (file_idx, path) = self.zone_origin(zi, ctx);
+                    let path = path.key("name");
                     let file = &ctx.files[file_idx];
                     let msg = format!(
                         "ConflictingDomainExists: {} already has the private DNS zone {zname} of endpoint {} (private DNS on); turn its private DNS off (the centralized-endpoint pattern) or don't associate this zone with that VPC",
@@ -1696,6 +1715,7 @@ impl Builder<'_> {
                 for other in &self.topo.hosted_zones[..zi] {
                     if other.name == z.name && other.vpcs.contains(&vpc) {
                         let (file_idx, path) = self.zone_origin(zi, ctx);
+                        let path = path.key("name");
                         let file = &ctx.files[file_idx];
                         ctx.diags.push(file.at(&path, format!("{} is already associated with another hosted zone named {zname}; a VPC can't have two zones of one name", self.topo.vpcs[vpc].id)));
                     }

@@ -193,54 +193,84 @@ impl SourceFile {
         path: &YamlPath,
         diags: &mut Vec<Diagnostic>,
     ) -> Option<T> {
-        let mut unknown = Vec::new();
-        let mut on_ignored = |p: serde_ignored::Path<'_>| {
-            let mut segs = Vec::new();
-            ignored_segments(&p, &mut segs);
-            unknown.push(segs);
-        };
-        let ignored = serde_ignored::Deserializer::new(value.clone(), &mut on_ignored);
-        let result: Result<T, _> = serde_path_to_error::deserialize(ignored);
-        for segs in unknown {
-            let mut full = path.clone();
-            full.0.extend(segs);
-            let key = match full.0.last() {
-                Some(Seg::Key(key)) => key.clone(),
-                _ => String::new(),
+        // serde stops at the first unknown field of a `deny_unknown_fields` struct: report it, drop the key and try
+        // again, so every unknown key of the item is reported and the item itself is still checked.
+        let mut value = value.clone();
+        for _ in 0..MAX_UNKNOWN_KEYS {
+            let mut unknown = Vec::new();
+            let mut on_ignored = |p: serde_ignored::Path<'_>| {
+                let mut segs = Vec::new();
+                ignored_segments(&p, &mut segs);
+                unknown.push(segs);
             };
-            let known = known_keys(&full.0[..full.0.len().saturating_sub(1)]);
-            diags.push(self.at_key(&full, unknown_field_message(&key, &known)));
-        }
-        match result {
-            Ok(item) => Some(item),
-            Err(err) => {
+            let ignored = serde_ignored::Deserializer::new(value.clone(), &mut on_ignored);
+            let result: Result<T, _> = serde_path_to_error::deserialize(ignored);
+            for segs in unknown {
                 let mut full = path.clone();
-                for seg in err.path().iter() {
-                    match seg {
-                        serde_path_to_error::Segment::Seq { index } => {
-                            full.0.push(Seg::Index(*index))
-                        }
-                        serde_path_to_error::Segment::Map { key } => {
-                            full.0.push(Seg::Key(key.clone()))
-                        }
-                        _ => {}
-                    }
-                }
-                let inner = err.into_inner().to_string();
-                let message = if let Some(field) = inner.strip_prefix("unknown field ") {
-                    // deny_unknown_fields: same wording as the serde_ignored path above.
-                    let key = field.split('`').nth(1).unwrap_or(field).to_string();
-                    let known = known_keys(&full.0);
-                    let at = full.key(&key);
-                    diags.push(self.at_key(&at, unknown_field_message(&key, &known)));
-                    return None;
-                } else {
-                    format!("{full}: {inner}")
+                full.0.extend(segs);
+                let key = match full.0.last() {
+                    Some(Seg::Key(key)) => key.clone(),
+                    _ => String::new(),
                 };
-                diags.push(self.at(&full, message));
-                None
+                let known = known_keys(&full.0[..full.0.len().saturating_sub(1)]);
+                diags.push(self.at_key(&full, unknown_field_message(&key, &known)));
+            }
+            let err = match result {
+                Ok(item) => return Some(item),
+                Err(err) => err,
+            };
+            let mut rel = Vec::new();
+            for seg in err.path().iter() {
+                match seg {
+                    serde_path_to_error::Segment::Seq { index } => rel.push(Seg::Index(*index)),
+                    serde_path_to_error::Segment::Map { key } => rel.push(Seg::Key(key.clone())),
+                    _ => {}
+                }
+            }
+            let inner = err.into_inner().to_string();
+            let Some(field) = inner.strip_prefix("unknown field ") else {
+                let mut full = path.clone();
+                full.0.extend(rel);
+                diags.push(self.at(&full, format!("{full}: {inner}")));
+                return None;
+            };
+            // deny_unknown_fields: same wording as the serde_ignored path above. The error's path ends with the
+            // unknown key itself; the known keys are those of the mapping that holds it.
+            let key = field.split('`').nth(1).unwrap_or(field).to_string();
+            if matches!(rel.last(), Some(Seg::Key(last)) if *last == key) {
+                rel.pop();
+            }
+            let mut full = path.clone();
+            full.0.extend(rel.iter().cloned());
+            let known = known_keys(&full.0);
+            diags.push(self.at_key(&full.key(&key), unknown_field_message(&key, &known)));
+            if !remove_key(&mut value, &rel, &key) {
+                return None;
             }
         }
+        None
+    }
+}
+
+/// Unknown keys reported per item before giving up on it.
+const MAX_UNKNOWN_KEYS: usize = 64;
+
+/// Removes `key` from the mapping at `path` inside `value`; false when there is no such key.
+fn remove_key(value: &mut serde_norway::Value, path: &[Seg], key: &str) -> bool {
+    let mut node = value;
+    for seg in path {
+        let next = match seg {
+            Seg::Key(k) => node.get_mut(k.as_str()),
+            Seg::Index(i) => node.get_mut(*i),
+        };
+        match next {
+            Some(n) => node = n,
+            None => return false,
+        }
+    }
+    match node.as_mapping_mut() {
+        Some(map) => map.remove(key).is_some(),
+        None => false,
     }
 }
 
@@ -266,7 +296,10 @@ fn unknown_field_message(key: &str, known: &[String]) -> String {
     let nearest = known
         .iter()
         .map(|k| (edit_distance(key, k), k.as_str()))
-        .filter(|(d, k)| *d <= 3.max(k.len() / 3) || k.contains(key) || key.contains(k))
+        // A third of the name may be wrong (at least one edit), or one contains the other; never a full rewrite.
+        .filter(|(d, k)| {
+            (*d <= (k.len() / 3).max(1) && *d < key.len()) || k.contains(key) || key.contains(k)
+        })
         .min();
     match nearest {
         Some((_, k)) => format!("unknown field `{key}`; did you mean `{k}`?"),
