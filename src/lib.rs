@@ -2,6 +2,7 @@
 
 pub mod catalog;
 pub mod explain;
+pub mod import;
 pub mod resolve;
 pub mod server;
 pub mod topology;
