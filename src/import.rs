@@ -944,10 +944,7 @@ impl<'p> Importer<'p> {
                 "Gateway" => "gateway",
                 "GatewayLoadBalancer" => "gatewayloadbalancer",
                 other => {
-                    self.warn(format!(
-                        "{id}: skipped: {other} endpoints (service {}) are not modelled",
-                        e.service_name
-                    ));
+                    self.warn(format!("{id}: skipped: {other} endpoints are not modelled"));
                     continue;
                 }
             };
@@ -1565,6 +1562,8 @@ impl<'p> Importer<'p> {
             if !seen.insert(r.id.clone()) {
                 continue;
             }
+            // Its associations go with it: a skipped rule's warning covers them.
+            let vpcs = assoc.remove(&r.id).unwrap_or_default();
             let domain = r.domain_name.trim_end_matches('.').to_ascii_lowercase();
             let label = format!("{} ({} {})", r.id, r.rule_type, r.domain_name);
             if r.owner_id.as_deref() == Some("Route 53 Resolver") || r.id.contains("autodefined") {
@@ -1607,7 +1606,6 @@ impl<'p> Importer<'p> {
                     continue;
                 }
             }
-            let vpcs = assoc.remove(&r.id).unwrap_or_default();
             if vpcs.is_empty() {
                 self.warn(format!(
                     "{label}: associated with no imported VPC (list-resolver-rule-associations); imported with `vpcs: []`"
