@@ -95,6 +95,29 @@ enum Command {
     },
     /// Print the JSON Schema of topology files (for YAML editors).
     Schema,
+    /// Build a topology from an account's AWS CLI JSON output (`import aws DIR_OR_FILES... [-o out.yaml]`).
+    Import {
+        #[command(subcommand)]
+        from: ImportFrom,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ImportFrom {
+    /// From `aws ec2 describe-*`, `aws route53 list-*` and `aws route53resolver list-*` JSON, files or directories.
+    Aws {
+        #[arg(required = true, value_name = "DIR_OR_FILE")]
+        inputs: Vec<PathBuf>,
+        /// Write the topology here instead of stdout.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// The region (default: from the endpoint service names or availability zones).
+        #[arg(long)]
+        region: Option<String>,
+        /// Write the topology even if it does not pass `check`.
+        #[arg(long)]
+        no_check: bool,
+    },
 }
 
 pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -224,6 +247,48 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Schema => {
             println!("{}", serde_json::to_string_pretty(topology::schema())?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Import {
+            from:
+                ImportFrom::Aws {
+                    inputs,
+                    output,
+                    region,
+                    no_check,
+                },
+        } => {
+            use vpc_resolver::import::{ImportError, Options, import_aws_paths};
+            let options = Options { region, no_check };
+            let imported = match import_aws_paths(&inputs, &options) {
+                Ok(i) => i,
+                Err(ImportError::Invalid { yaml, diagnostics }) => {
+                    // Print the YAML with line numbers so each diagnostic's line can be found.
+                    for (n, line) in yaml.lines().enumerate() {
+                        eprintln!("{:4} {line}", n + 1);
+                    }
+                    for d in &diagnostics.0 {
+                        eprintln!("{d}");
+                    }
+                    eprintln!(
+                        "error: the imported topology does not pass check ({} problem(s)); --no-check writes it anyway",
+                        diagnostics.0.len()
+                    );
+                    return Ok(ExitCode::from(1));
+                }
+                Err(e) => return Err(e.into()),
+            };
+            for w in &imported.warnings {
+                eprintln!("warning: {w}");
+            }
+            match output {
+                Some(path) => std::fs::write(&path, &imported.yaml)
+                    .with_context(|| format!("writing {}", path.display()))?,
+                None => print!("{}", imported.yaml),
+            }
+            if let Some(t) = &imported.topology {
+                eprintln!("ok: {}", t.summary());
+            }
             Ok(ExitCode::SUCCESS)
         }
     }

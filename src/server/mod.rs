@@ -279,6 +279,31 @@ pub struct RunningServer {
 pub struct Server;
 
 impl Server {
+    /// Loads the topology, binds every listen address (UDP and TCP; port 0 picks a free port) and starts serving.
+    /// Returns once the sockets are bound, so a client may query [`RunningServer::udp_addrs`] at once.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use vpc_resolver::server::{Server, ServerConfig, TopologySource};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let topology = vpc_resolver::topology::default_topology()?;
+    /// let server = Server::start(ServerConfig {
+    ///     source: TopologySource::Given(Box::new(topology.clone())),
+    ///     listen: vec!["127.0.0.1:0".parse()?],
+    ///     ..Default::default()
+    /// })
+    /// .await?;
+    /// let addr = server.udp_addrs()[0];
+    /// assert_ne!(addr.port(), 0);
+    /// server.set_topology(topology)?; // e.g. a changed one; queries in flight finish on the old
+    /// server.shutdown(Duration::from_secs(1)).await;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn start(config: ServerConfig) -> Result<RunningServer, ServeError> {
         let topo = config.source.load()?;
         // Bind first: the snapshot needs our own addresses to skip them in resolv.conf.

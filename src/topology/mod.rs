@@ -69,6 +69,17 @@ pub fn parse(sources: &[(String, String)]) -> Result<Topology, Diagnostics> {
 }
 
 /// Parses one YAML text (named `<inline>` in errors).
+///
+/// # Examples
+///
+/// ```
+/// let topology = vpc_resolver::topology::parse_str("vpcs: [ { cidr: 10.0.0.0/16 } ]\nendpoints: [ec2]")?;
+/// assert_eq!(topology.endpoints.len(), 1);
+/// // Every problem comes back with its line and column.
+/// let err = vpc_resolver::topology::parse_str("vpcs: [ { cidr: 10.0.0.0/40 } ]").unwrap_err();
+/// assert!(err.to_string().starts_with("<inline>:1:"), "{err}");
+/// # Ok::<(), vpc_resolver::topology::Diagnostics>(())
+/// ```
 pub fn parse_str(text: &str) -> Result<Topology, Diagnostics> {
     parse(&[("<inline>".to_string(), text.to_string())])
 }

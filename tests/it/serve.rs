@@ -612,10 +612,13 @@ fn dead_upstream_gives_servfail_within_3s() {
         let took = started.elapsed();
         assert_eq!(d.status, "SERVFAIL", "{proto}: {}", d.raw);
         assert!(d.flag("ra"), "{}", d.raw);
-        assert!(
-            took < Duration::from_secs(3),
-            "{proto}: SERVFAIL after {took:?}"
-        );
+        // dig's own measure: the wall time also counts starting dig, which a loaded machine stretches.
+        let query_ms: u64 = d
+            .raw
+            .lines()
+            .find_map(|l| l.strip_prefix(";; Query time: ")?.strip_suffix(" msec")?.parse().ok())
+            .unwrap_or(took.as_millis() as u64);
+        assert!(query_ms < 3000, "{proto}: SERVFAIL after {query_ms} ms");
         // Local names still answer while the upstream is dead.
         let d = dig(addr, &[proto, "db.lab.internal", "A"]);
         assert_eq!(d.data("A"), vec!["10.0.1.100".to_string()], "{}", d.raw);

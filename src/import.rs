@@ -1,0 +1,1750 @@
+//! `import aws`: a topology from the JSON the AWS CLI prints for an account.
+//!
+//! Input is the output of `aws ec2 describe-vpcs`, `describe-subnets`, `describe-vpc-endpoints`,
+//! `describe-network-interfaces`, `describe-vpc-attribute`, `aws route53 list-hosted-zones`,
+//! `list-hosted-zones-by-vpc`, `get-hosted-zone`, `list-resource-record-sets`, and `aws route53resolver
+//! list-resolver-endpoints`, `list-resolver-endpoint-ip-addresses`, `list-resolver-rules`,
+//! `list-resolver-rule-associations`, one response per file. Each file's kind is told by its top-level keys, so
+//! names don't matter except where a response does not say what it lists:
+//!
+//! - `list-resource-record-sets`: the zone is a top-level `HostedZoneId` if present (add it by hand, or with
+//!   `jq '. + {HostedZoneId: "Z…"}'`), else a known zone id in the file name (`Z0123….json`,
+//!   `rrsets-Z0123….json`), else the only known zone whose name is the apex of the file's SOA record;
+//! - `list-hosted-zones-by-vpc`: the VPC is the `vpc-…` id in the file name, else the only VPC imported;
+//! - `list-resolver-endpoint-ip-addresses`: the endpoint is the `rslvr-in-…`/`rslvr-out-…` id in the file name;
+//!   without such a file, the ENIs whose description names the endpoint (AWS writes
+//!   `Route 53 Resolver: rslvr-in-…:rni-…`).
+//!
+//! Everything that shapes answers is kept: ids, primary and secondary CIDRs, IPv6 CIDRs, AZs, ENI addresses,
+//! `PrivateDnsEnabled`, `IpAddressType`, `DnsOptions`, the 8-character suffix of the real vpce names (so the served
+//! names equal the ones in `DnsEntries`), route tables, record sets and Resolver rules. What cannot be represented is
+//! reported as a warning naming the item, never dropped silently. The YAML is validated before it is returned.
+//!
+//! moto (the AWS mock) differs from AWS in ways handled here (see `../shared/reference/moto-vs-aws.md`):
+//! - `DnsEntries` hold one name `vpce-<id>-<sfx>.com.amazonaws.<region>.<svc>`: only the suffix is taken; the
+//!   served names are AWS's (`vpce-<id>-<sfx>.<svc-id>.<region>.vpce.amazonaws.com`), with a warning;
+//! - interface endpoint ENI addresses are random `10.x.y.z`, usually outside the subnet: such an address is dropped
+//!   with a warning and the topology assigns a deterministic free address inside the subnet (what AWS would do);
+//! - hosted zone ids are random strings rather than `Z…`: kept as they are;
+//! - rule domains end in a dot (`domain_name + "."`), as AWS's do: both forms are accepted;
+//! - gateway endpoints report `PrivateDnsEnabled: true`: ignored, only interface endpoints have private DNS.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt::Write as _;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use ipnet::{Ipv4Net, Ipv6Net};
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::{self, Catalog};
+use crate::topology::{self, Diagnostics, Topology};
+
+/// Why an import failed. Warnings are not errors: they come back in [`Imported::warnings`].
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    #[error("reading {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    /// Malformed JSON, or a field of the wrong type: the file and the JSON path (`Vpcs[0].CidrBlock`).
+    #[error("{file}: at {json_path}: {source}")]
+    Json {
+        file: String,
+        json_path: String,
+        source: serde_json::Error,
+    },
+    #[error("no input: give files or directories of AWS CLI JSON output")]
+    NoInput,
+    #[error("no VPCs in the input: include the output of `aws ec2 describe-vpcs`")]
+    NoVpcs,
+    #[error(
+        "cannot tell the region (no endpoint service names or availability zones in the input); pass --region"
+    )]
+    NoRegion,
+    #[error("writing YAML: {0}")]
+    Yaml(#[from] serde_norway::Error),
+    /// The generated topology does not pass `check`: the YAML and every problem.
+    #[error("the imported topology is invalid:\n{diagnostics}")]
+    Invalid {
+        yaml: String,
+        diagnostics: Diagnostics,
+    },
+}
+
+/// How to import.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// The region; default: from endpoint service names, else from availability zones.
+    pub region: Option<String>,
+    /// Skip validating the generated YAML (it is validated by default).
+    pub no_check: bool,
+}
+
+/// One input: a display name (the file path; its file name may carry an id) and its JSON text.
+#[derive(Debug, Clone)]
+pub struct Document {
+    pub name: String,
+    pub text: String,
+}
+
+/// The result of an import.
+#[derive(Debug, Clone)]
+pub struct Imported {
+    /// The topology YAML, with the warnings as comments at the top.
+    pub yaml: String,
+    /// What was left out or changed, one line each, naming the item.
+    pub warnings: Vec<String>,
+    /// The parsed topology (None with `no_check`).
+    pub topology: Option<Topology>,
+}
+
+/// Reads files and directories (their `*.json` files, sorted) into documents.
+pub fn read_inputs(paths: &[impl AsRef<Path>]) -> Result<Vec<Document>, ImportError> {
+    let io = |path: &Path, source| ImportError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    let mut files: Vec<PathBuf> = Vec::new();
+    for path in paths {
+        let path = path.as_ref();
+        if path.is_dir() {
+            let mut found: Vec<PathBuf> = std::fs::read_dir(path)
+                .map_err(|e| io(path, e))?
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "json"))
+                .collect();
+            found.sort();
+            files.extend(found);
+        } else {
+            files.push(path.to_path_buf());
+        }
+    }
+    files
+        .iter()
+        .map(|p| {
+            Ok(Document {
+                name: p.display().to_string(),
+                text: std::fs::read_to_string(p).map_err(|e| io(p, e))?,
+            })
+        })
+        .collect()
+}
+
+/// Imports files and directories of AWS CLI output.
+pub fn import_aws_paths(
+    paths: &[impl AsRef<Path>],
+    options: &Options,
+) -> Result<Imported, ImportError> {
+    import_aws(&read_inputs(paths)?, options)
+}
+
+// ---- The AWS JSON, as much of it as matters. Unknown fields are ignored: the CLI adds fields over time. ----
+
+/// Any one CLI response: which fields are present tells its kind.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Response {
+    vpcs: Option<Vec<AwsVpc>>,
+    subnets: Option<Vec<AwsSubnet>>,
+    vpc_endpoints: Option<Vec<AwsEndpoint>>,
+    network_interfaces: Option<Vec<AwsEni>>,
+    // describe-vpc-attribute
+    vpc_id: Option<String>,
+    enable_dns_support: Option<AttrValue>,
+    enable_dns_hostnames: Option<AttrValue>,
+    // route53
+    hosted_zone_summaries: Option<Vec<ZoneSummary>>,
+    hosted_zones: Option<Vec<AwsZone>>,
+    hosted_zone: Option<AwsZone>,
+    #[serde(rename = "VPCs")]
+    vpcs_of_zone: Option<Vec<ZoneVpc>>,
+    resource_record_sets: Option<Vec<RecordSet>>,
+    hosted_zone_id: Option<String>,
+    // route53resolver
+    resolver_endpoints: Option<Vec<AwsResolverEndpoint>>,
+    ip_addresses: Option<Vec<AwsResolverIp>>,
+    resolver_rules: Option<Vec<AwsRule>>,
+    resolver_rule_associations: Option<Vec<AwsRuleAssociation>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct AwsVpc {
+    vpc_id: String,
+    cidr_block: Option<String>,
+    cidr_block_association_set: Vec<CidrAssociation>,
+    ipv6_cidr_block_association_set: Vec<CidrAssociation>,
+    tags: Vec<Tag>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct CidrAssociation {
+    cidr_block: Option<String>,
+    ipv6_cidr_block: Option<String>,
+    cidr_block_state: Option<AssociationState>,
+    ipv6_cidr_block_state: Option<AssociationState>,
+}
+
+impl CidrAssociation {
+    fn associated(&self) -> bool {
+        let state = self
+            .cidr_block_state
+            .as_ref()
+            .or(self.ipv6_cidr_block_state.as_ref());
+        state.is_none_or(|s| s.state.as_deref().is_none_or(|s| s == "associated"))
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct AssociationState {
+    state: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct Tag {
+    key: String,
+    value: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct AwsSubnet {
+    subnet_id: String,
+    vpc_id: String,
+    cidr_block: Option<String>,
+    availability_zone: Option<String>,
+    ipv6_cidr_block_association_set: Vec<CidrAssociation>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct AwsEndpoint {
+    vpc_endpoint_id: String,
+    vpc_endpoint_type: Option<String>,
+    vpc_id: String,
+    service_name: String,
+    state: Option<String>,
+    route_table_ids: Vec<String>,
+    subnet_ids: Vec<String>,
+    network_interface_ids: Vec<String>,
+    dns_entries: Vec<DnsEntry>,
+    private_dns_enabled: Option<bool>,
+    ip_address_type: Option<String>,
+    dns_options: Option<DnsOptions>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct DnsEntry {
+    dns_name: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct DnsOptions {
+    dns_record_ip_type: Option<String>,
+    private_dns_only_for_inbound_resolver_endpoint: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct AwsEni {
+    network_interface_id: String,
+    subnet_id: Option<String>,
+    private_ip_address: Option<String>,
+    ipv6_addresses: Vec<Ipv6Entry>,
+    description: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct Ipv6Entry {
+    ipv6_address: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct AttrValue {
+    value: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct ZoneSummary {
+    hosted_zone_id: String,
+    name: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct AwsZone {
+    id: String,
+    name: String,
+    config: Option<ZoneConfig>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct ZoneConfig {
+    private_zone: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct ZoneVpc {
+    #[serde(rename = "VPCId")]
+    vpc_id: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct RecordSet {
+    name: String,
+    #[serde(rename = "Type")]
+    kind: String,
+    #[serde(rename = "TTL")]
+    ttl: Option<u32>,
+    resource_records: Vec<RecordValue>,
+    alias_target: Option<AliasTarget>,
+    set_identifier: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct RecordValue {
+    value: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct AliasTarget {
+    #[serde(rename = "DNSName")]
+    dns_name: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct AwsResolverEndpoint {
+    id: String,
+    direction: String,
+    #[serde(rename = "HostVPCId")]
+    host_vpc_id: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct AwsResolverIp {
+    subnet_id: Option<String>,
+    ip: Option<String>,
+    ipv6: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct AwsRule {
+    id: String,
+    domain_name: String,
+    rule_type: String,
+    target_ips: Vec<TargetIp>,
+    resolver_endpoint_id: Option<String>,
+    owner_id: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct TargetIp {
+    ip: Option<String>,
+    ipv6: Option<String>,
+    port: Option<u16>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct AwsRuleAssociation {
+    resolver_rule_id: String,
+    #[serde(rename = "VPCId")]
+    vpc_id: String,
+    status: Option<String>,
+}
+
+// ---- The topology YAML we write: the same keys `topology::raw` reads. ----
+
+#[derive(Debug, Serialize)]
+struct OutFile {
+    version: u32,
+    region: String,
+    vpcs: Vec<OutVpc>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    endpoints: Vec<OutEndpoint>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    services: Vec<OutService>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    hosted_zones: Vec<OutZone>,
+    #[serde(skip_serializing_if = "OutResolver::is_empty")]
+    resolver: OutResolver,
+}
+
+#[derive(Debug, Serialize)]
+struct OutVpc {
+    id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cidr: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cidrs: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ipv6_cidr: Option<String>,
+    enable_dns_support: bool,
+    enable_dns_hostnames: bool,
+    subnets: Vec<OutSubnet>,
+}
+
+#[derive(Debug, Serialize)]
+struct OutSubnet {
+    id: String,
+    az: String,
+    cidr: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ipv6_cidr: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct OutEndpoint {
+    id: String,
+    vpc: String,
+    service: String,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    private_dns: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    private_dns_only_for_inbound_resolver_endpoint: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ip_address_type: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dns_record_ip_type: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dns_suffix: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    enis: Option<Vec<OutEni>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    route_tables: Option<Vec<String>>,
+}
+
+#[derive(Debug, Serialize)]
+struct OutEni {
+    subnet: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ip: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ipv6: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct OutService {
+    name: String,
+    private_dns_names: Vec<String>,
+    endpoint_service_id: String,
+}
+
+#[derive(Debug, Serialize)]
+struct OutZone {
+    id: String,
+    name: String,
+    vpcs: Vec<String>,
+    records: Vec<OutRecord>,
+}
+
+#[derive(Debug, Serialize)]
+struct OutRecord {
+    name: String,
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ttl: Option<u32>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    values: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    alias: Option<OutAlias>,
+}
+
+#[derive(Debug, Serialize)]
+struct OutAlias {
+    endpoint: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    az: Option<String>,
+}
+
+#[derive(Debug, Default, Serialize)]
+struct OutResolver {
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    inbound_endpoints: Vec<OutResolverEndpoint>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    outbound_endpoints: Vec<OutResolverEndpoint>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    rules: Vec<OutRule>,
+}
+
+impl OutResolver {
+    fn is_empty(&self) -> bool {
+        self.inbound_endpoints.is_empty()
+            && self.outbound_endpoints.is_empty()
+            && self.rules.is_empty()
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct OutResolverEndpoint {
+    id: String,
+    vpc: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ips: Option<Vec<String>>,
+}
+
+#[derive(Debug, Serialize)]
+struct OutRule {
+    id: String,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    domain: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    targets: Vec<String>,
+    vpcs: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    outbound_endpoint: Option<String>,
+}
+
+// ---- The import itself. ----
+
+/// A parsed input file.
+struct Parsed {
+    name: String,
+    response: Response,
+}
+
+/// The file name of a document, for ids carried in it.
+fn file_name(doc: &str) -> &str {
+    Path::new(doc)
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or(doc)
+}
+
+/// The first `prefix…` id (prefix plus 8 or more lowercase hex digits) in a file name.
+fn id_in_name(name: &str, prefix: &str) -> Option<String> {
+    name.match_indices(prefix).find_map(|(start, _)| {
+        let hex: String = name[start + prefix.len()..]
+            .chars()
+            .take_while(|c| c.is_ascii_digit() || ('a'..='f').contains(c))
+            .collect();
+        (hex.len() >= 8).then(|| format!("{prefix}{hex}"))
+    })
+}
+
+/// `/hostedzone/Z123` -> `Z123`.
+fn zone_id(id: &str) -> String {
+    id.rsplit('/').next().unwrap_or(id).to_string()
+}
+
+/// Route 53 writes names with a final dot and escapes some characters as `\ddd` (octal), e.g. `\052` for `*`.
+fn r53_name(name: &str) -> String {
+    let chars: Vec<char> = name.chars().collect();
+    let mut out = String::with_capacity(name.len());
+    let mut i = 0;
+    while i < chars.len() {
+        if chars[i] == '\\' && i + 3 < chars.len() {
+            let digits: String = chars[i + 1..(i + 4).min(chars.len())].iter().collect();
+            if digits.len() == 3
+                && let Ok(code) = u8::from_str_radix(&digits, 8)
+            {
+                out.push(char::from(code));
+                i += 4;
+                continue;
+            }
+        }
+        out.push(chars[i]);
+        i += 1;
+    }
+    out.to_lowercase()
+}
+
+/// `"a" "b"` -> `ab` (Route 53 TXT values are quoted character strings; the topology holds one string).
+fn txt_value(value: &str) -> (String, usize) {
+    let mut out = String::new();
+    let mut parts = 0;
+    let mut chars = value.trim().chars().peekable();
+    if !value.trim().starts_with('"') {
+        return (value.trim().to_string(), 1);
+    }
+    while let Some(c) = chars.next() {
+        if c != '"' {
+            continue;
+        }
+        parts += 1;
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' => {
+                    if let Some(n) = chars.next() {
+                        out.push(n);
+                    }
+                }
+                '"' => break,
+                c => out.push(c),
+            }
+        }
+    }
+    (out, parts)
+}
+
+/// The 8-character suffix of `vpce-<id>-<sfx>…` names in `DnsEntries`.
+fn dns_suffix_of(endpoint_id: &str, entries: &[DnsEntry]) -> Option<String> {
+    entries.iter().find_map(|e| {
+        let first = e.dns_name.trim_start_matches("*.").split('.').next()?;
+        let rest = first.strip_prefix(endpoint_id)?.strip_prefix('-')?;
+        let sfx: String = rest.chars().take(8).collect();
+        let ok = sfx.len() == 8
+            && sfx
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+            && (rest.len() == 8 || rest[8..].starts_with('-'));
+        ok.then_some(sfx)
+    })
+}
+
+fn region_of_az(az: &str) -> Option<String> {
+    // us-east-1a -> us-east-1; local zones (us-east-1-bos-1a) are not regions of their own.
+    let trimmed = az.trim_end_matches(|c: char| c.is_ascii_lowercase());
+    let parts: Vec<&str> = trimmed.split('-').collect();
+    (parts.len() >= 3).then(|| parts[..3].join("-"))
+}
+
+fn region_of_service(name: &str) -> Option<String> {
+    if let Some((region, _)) = catalog::parse_endpoint_service_name(name) {
+        return Some(region.to_string());
+    }
+    let rest = name
+        .strip_prefix("com.amazonaws.")
+        .or_else(|| name.strip_prefix("cn.com.amazonaws."))
+        .or_else(|| name.strip_prefix("aws.api."))?;
+    let region = rest.split('.').next()?;
+    (region.split('-').count() >= 3).then(|| region.to_string())
+}
+
+fn parse_all(docs: &[Document], warnings: &mut Vec<String>) -> Result<Vec<Parsed>, ImportError> {
+    let mut out = Vec::new();
+    for doc in docs {
+        let mut de = serde_json::Deserializer::from_str(&doc.text);
+        let response: Response = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+            let json_path = e.path().to_string();
+            ImportError::Json {
+                file: doc.name.clone(),
+                json_path,
+                source: e.into_inner(),
+            }
+        })?;
+        let r = &response;
+        let known = r.vpcs.is_some()
+            || r.subnets.is_some()
+            || r.vpc_endpoints.is_some()
+            || r.network_interfaces.is_some()
+            || r.enable_dns_support.is_some()
+            || r.enable_dns_hostnames.is_some()
+            || r.hosted_zone_summaries.is_some()
+            || r.hosted_zones.is_some()
+            || r.hosted_zone.is_some()
+            || r.resource_record_sets.is_some()
+            || r.resolver_endpoints.is_some()
+            || r.ip_addresses.is_some()
+            || r.resolver_rules.is_some()
+            || r.resolver_rule_associations.is_some();
+        if !known {
+            let keys: Vec<String> =
+                serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&doc.text)
+                    .map(|m| m.keys().cloned().collect())
+                    .unwrap_or_default();
+            warnings.push(format!(
+                "{}: skipped: not an AWS CLI output this importer reads (top-level keys: {})",
+                doc.name,
+                if keys.is_empty() {
+                    "none".to_string()
+                } else {
+                    keys.join(", ")
+                }
+            ));
+            continue;
+        }
+        out.push(Parsed {
+            name: doc.name.clone(),
+            response,
+        });
+    }
+    Ok(out)
+}
+
+/// Builds a topology from AWS CLI output. See the module documentation for the inputs and what is kept.
+pub fn import_aws(docs: &[Document], options: &Options) -> Result<Imported, ImportError> {
+    if docs.is_empty() {
+        return Err(ImportError::NoInput);
+    }
+    let mut warnings = Vec::new();
+    let parsed = parse_all(docs, &mut warnings)?;
+    let mut im = Importer {
+        parsed: &parsed,
+        warnings,
+        region: String::new(),
+        vpcs: Vec::new(),
+        subnets: HashMap::new(),
+        services: BTreeMap::new(),
+    };
+    im.region = im.region(options)?;
+    im.vpcs();
+    if im.vpcs.is_empty() {
+        return Err(ImportError::NoVpcs);
+    }
+    let endpoints = im.endpoints();
+    let hosted_zones = im.hosted_zones(&endpoints);
+    let resolver = im.resolver();
+    let file = OutFile {
+        version: 1,
+        region: im.region.clone(),
+        vpcs: std::mem::take(&mut im.vpcs),
+        endpoints,
+        services: std::mem::take(&mut im.services).into_values().collect(),
+        hosted_zones,
+        resolver,
+    };
+    let warnings = im.warnings;
+    let mut yaml = String::from("# Imported by `vpc-resolver import aws` from:\n");
+    for p in &parsed {
+        let _ = writeln!(yaml, "#   {}", p.name);
+    }
+    for w in &warnings {
+        let _ = writeln!(yaml, "# warning: {}", w.replace('\n', " "));
+    }
+    yaml.push_str(&serde_norway::to_string(&file)?);
+    let topology = if options.no_check {
+        None
+    } else {
+        match topology::parse(&[("imported topology".to_string(), yaml.clone())]) {
+            Ok(t) => Some(t),
+            Err(diagnostics) => return Err(ImportError::Invalid { yaml, diagnostics }),
+        }
+    };
+    Ok(Imported {
+        yaml,
+        warnings,
+        topology,
+    })
+}
+
+struct Importer<'p> {
+    parsed: &'p [Parsed],
+    warnings: Vec<String>,
+    region: String,
+    vpcs: Vec<OutVpc>,
+    /// Subnet id -> (VPC id, IPv4 CIDR, IPv6 CIDR).
+    subnets: HashMap<String, (String, Option<Ipv4Net>, Option<Ipv6Net>)>,
+    /// Services the catalog lacks, by full name.
+    services: BTreeMap<String, OutService>,
+}
+
+impl<'p> Importer<'p> {
+    fn warn(&mut self, text: String) {
+        self.warnings.push(text);
+    }
+
+    fn region(&self, options: &Options) -> Result<String, ImportError> {
+        if let Some(r) = &options.region {
+            return Ok(r.clone());
+        }
+        let from_services = self
+            .parsed
+            .iter()
+            .flat_map(|p| p.response.vpc_endpoints.iter().flatten())
+            .find_map(|e| region_of_service(&e.service_name));
+        let from_azs = || {
+            self.parsed
+                .iter()
+                .flat_map(|p| p.response.subnets.iter().flatten())
+                .find_map(|s| s.availability_zone.as_deref().and_then(region_of_az))
+        };
+        from_services.or_else(from_azs).ok_or(ImportError::NoRegion)
+    }
+
+    fn has_vpc(&self, id: &str) -> bool {
+        self.vpcs.iter().any(|v| v.id == id)
+    }
+
+    fn vpcs(&mut self) {
+        let mut attrs: HashMap<String, (Option<bool>, Option<bool>)> = HashMap::new();
+        for p in self.parsed {
+            let r = &p.response;
+            if let Some(vpc) = &r.vpc_id {
+                let entry = attrs.entry(vpc.clone()).or_default();
+                if let Some(v) = r.enable_dns_support.as_ref().and_then(|a| a.value) {
+                    entry.0 = Some(v);
+                }
+                if let Some(v) = r.enable_dns_hostnames.as_ref().and_then(|a| a.value) {
+                    entry.1 = Some(v);
+                }
+            }
+        }
+        let aws_vpcs: Vec<&AwsVpc> = self
+            .parsed
+            .iter()
+            .flat_map(|p| p.response.vpcs.iter().flatten())
+            .collect();
+        for v in aws_vpcs {
+            if self.has_vpc(&v.vpc_id) {
+                continue;
+            }
+            let mut cidrs: Vec<String> = v.cidr_block.iter().cloned().collect();
+            for a in &v.cidr_block_association_set {
+                if let Some(c) = &a.cidr_block
+                    && a.associated()
+                    && !cidrs.contains(c)
+                {
+                    cidrs.push(c.clone());
+                }
+            }
+            if cidrs.is_empty() {
+                self.warn(format!("{}: skipped: it has no IPv4 CIDR", v.vpc_id));
+                continue;
+            }
+            let v6: Vec<&String> = v
+                .ipv6_cidr_block_association_set
+                .iter()
+                .filter(|a| a.associated())
+                .filter_map(|a| a.ipv6_cidr_block.as_ref())
+                .collect();
+            if v6.len() > 1 {
+                self.warn(format!(
+                    "{}: IPv6 CIDRs {} besides {} left out: the topology holds one IPv6 CIDR per VPC",
+                    v.vpc_id,
+                    v6[1..].iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "),
+                    v6[0]
+                ));
+            }
+            let (support, hostnames) = attrs.get(&v.vpc_id).copied().unwrap_or_default();
+            let mut missing = Vec::new();
+            if support.is_none() {
+                missing.push("enableDnsSupport");
+            }
+            if hostnames.is_none() {
+                missing.push("enableDnsHostnames");
+            }
+            if !missing.is_empty() {
+                self.warn(format!(
+                    "{}: {} not in the input (aws ec2 describe-vpc-attribute); assumed true",
+                    v.vpc_id,
+                    missing.join(" and ")
+                ));
+            }
+            let name = v
+                .tags
+                .iter()
+                .find(|t| t.key == "Name")
+                .map(|t| t.value.clone());
+            let (cidr, cidrs) = if cidrs.len() == 1 {
+                (cidrs.pop(), None)
+            } else {
+                (None, Some(cidrs))
+            };
+            self.vpcs.push(OutVpc {
+                id: v.vpc_id.clone(),
+                name,
+                cidr,
+                cidrs,
+                ipv6_cidr: v6.first().map(|s| s.to_string()),
+                enable_dns_support: support.unwrap_or(true),
+                enable_dns_hostnames: hostnames.unwrap_or(true),
+                subnets: Vec::new(),
+            });
+        }
+        let aws_subnets: Vec<&AwsSubnet> = self
+            .parsed
+            .iter()
+            .flat_map(|p| p.response.subnets.iter().flatten())
+            .collect();
+        for s in aws_subnets {
+            if self.subnets.contains_key(&s.subnet_id) {
+                continue;
+            }
+            let Some(vpc) = self.vpcs.iter().position(|v| v.id == s.vpc_id) else {
+                self.warn(format!(
+                    "{}: skipped: its VPC {} is not in the input (describe-vpcs)",
+                    s.subnet_id, s.vpc_id
+                ));
+                continue;
+            };
+            let (Some(cidr), Some(az)) = (&s.cidr_block, &s.availability_zone) else {
+                self.warn(format!(
+                    "{}: skipped: no IPv4 CIDR or availability zone (IPv6-only subnets are not modelled)",
+                    s.subnet_id
+                ));
+                continue;
+            };
+            let ipv6 = s
+                .ipv6_cidr_block_association_set
+                .iter()
+                .filter(|a| a.associated())
+                .find_map(|a| a.ipv6_cidr_block.clone());
+            self.subnets.insert(
+                s.subnet_id.clone(),
+                (
+                    s.vpc_id.clone(),
+                    cidr.parse().ok(),
+                    ipv6.as_deref().and_then(|t| t.parse().ok()),
+                ),
+            );
+            self.vpcs[vpc].subnets.push(OutSubnet {
+                id: s.subnet_id.clone(),
+                az: az.clone(),
+                cidr: cidr.clone(),
+                ipv6_cidr: ipv6,
+            });
+        }
+    }
+
+    fn enis(&self) -> HashMap<&'p str, &'p AwsEni> {
+        self.parsed
+            .iter()
+            .flat_map(|p| p.response.network_interfaces.iter().flatten())
+            .map(|e| (e.network_interface_id.as_str(), e))
+            .collect()
+    }
+
+    fn endpoints(&mut self) -> Vec<OutEndpoint> {
+        let aws: Vec<&AwsEndpoint> = self
+            .parsed
+            .iter()
+            .flat_map(|p| p.response.vpc_endpoints.iter().flatten())
+            .collect();
+        let have_enis = self
+            .parsed
+            .iter()
+            .any(|p| p.response.network_interfaces.is_some());
+        let enis = self.enis();
+        let mut out = Vec::new();
+        let mut seen = BTreeSet::new();
+        for e in aws {
+            if !seen.insert(e.vpc_endpoint_id.clone()) {
+                continue;
+            }
+            let id = &e.vpc_endpoint_id;
+            let kind = match e.vpc_endpoint_type.as_deref().unwrap_or("Gateway") {
+                "Interface" => "interface",
+                "Gateway" => "gateway",
+                "GatewayLoadBalancer" => "gatewayloadbalancer",
+                other => {
+                    self.warn(format!("{id}: skipped: {other} endpoints are not modelled"));
+                    continue;
+                }
+            };
+            if let Some(state) = e.state.as_deref()
+                && matches!(
+                    state.to_ascii_lowercase().as_str(),
+                    "deleted" | "deleting" | "failed" | "rejected" | "expired"
+                )
+            {
+                self.warn(format!("{id}: skipped: state {state}"));
+                continue;
+            }
+            if !self.has_vpc(&e.vpc_id) {
+                self.warn(format!(
+                    "{id}: skipped: its VPC {} is not in the input",
+                    e.vpc_id
+                ));
+                continue;
+            }
+            let region = self.region.clone();
+            let service = match Catalog::embedded().resolve(&e.service_name, &region) {
+                Some(s) => s,
+                None if kind == "gateway" => {
+                    self.warn(format!(
+                        "{id}: skipped: gateway endpoint for unknown service {}",
+                        e.service_name
+                    ));
+                    continue;
+                }
+                None => match self.service_from_entries(e) {
+                    Some(s) => s,
+                    None => {
+                        self.warn(format!(
+                            "{id}: skipped: service {} is not in the catalog and its DnsEntries do not show its names",
+                            e.service_name
+                        ));
+                        continue;
+                    }
+                },
+            };
+            let dns_suffix = dns_suffix_of(id, &e.dns_entries);
+            let mut private_names = service.private_dns_names.clone();
+            // Endpoint services: their private DNS names are in DnsEntries only.
+            if catalog::parse_endpoint_service_name(&e.service_name).is_some() {
+                let names = private_entries(&e.dns_entries);
+                if !names.is_empty() {
+                    private_names = names.clone();
+                }
+                self.services
+                    .entry(e.service_name.clone())
+                    .or_insert(OutService {
+                        name: e.service_name.clone(),
+                        private_dns_names: names,
+                        endpoint_service_id: service.endpoint_service_id.clone(),
+                    });
+            }
+            if let Some(sfx) = &dns_suffix {
+                self.compare_dns_entries(e, &service, sfx, &private_names);
+            } else if kind != "gateway" && !e.dns_entries.is_empty() {
+                self.warn(format!(
+                    "{id}: no `{id}-xxxxxxxx` name in DnsEntries; the suffix of its vpce names is derived"
+                ));
+            }
+            let mut ep = OutEndpoint {
+                id: id.clone(),
+                vpc: e.vpc_id.clone(),
+                service: e.service_name.clone(),
+                kind,
+                private_dns: None,
+                private_dns_only_for_inbound_resolver_endpoint: None,
+                ip_address_type: None,
+                dns_record_ip_type: None,
+                dns_suffix: if kind == "gateway" { None } else { dns_suffix },
+                enis: None,
+                route_tables: None,
+            };
+            if kind == "gateway" {
+                ep.route_tables = Some(e.route_table_ids.clone());
+                out.push(ep);
+                continue;
+            }
+            ep.ip_address_type = e.ip_address_type.as_ref().map(|t| t.to_ascii_lowercase());
+            if kind == "interface" {
+                let mut private_dns = e.private_dns_enabled.unwrap_or(false);
+                if private_dns && private_names.is_empty() {
+                    self.warn(format!(
+                        "{id}: PrivateDnsEnabled but service {} has no private DNS name known; imported with private_dns: false",
+                        e.service_name
+                    ));
+                    private_dns = false;
+                }
+                ep.private_dns = Some(private_dns);
+                if let Some(opts) = &e.dns_options {
+                    ep.dns_record_ip_type = opts
+                        .dns_record_ip_type
+                        .as_ref()
+                        .map(|t| t.to_ascii_lowercase());
+                    match opts.private_dns_only_for_inbound_resolver_endpoint {
+                        Some(v) if service.code == "s3" && private_dns => {
+                            ep.private_dns_only_for_inbound_resolver_endpoint = Some(v)
+                        }
+                        Some(true) => self.warn(format!(
+                            "{id}: PrivateDnsOnlyForInboundResolverEndpoint left out: only S3 endpoints with private DNS have it"
+                        )),
+                        _ => {}
+                    }
+                }
+            }
+            ep.enis = Some(self.endpoint_enis(e, &enis, have_enis));
+            out.push(ep);
+        }
+        out
+    }
+
+    /// An interface endpoint's service the catalog lacks: its names come from DnsEntries.
+    fn service_from_entries(&mut self, e: &AwsEndpoint) -> Option<catalog::Service> {
+        let region = self.region.clone();
+        let tail = format!(".{region}.vpce.{}", catalog::dns_suffix(&region));
+        let svc_id = e.dns_entries.iter().find_map(|d| {
+            let name = d.dns_name.trim_start_matches("*.").trim_end_matches('.');
+            let (first, rest) = name.split_once('.')?;
+            if !first.starts_with(&e.vpc_endpoint_id) {
+                return None;
+            }
+            rest.strip_suffix(&tail).map(str::to_string)
+        })?;
+        let names = private_entries(&e.dns_entries);
+        self.warn(format!(
+            "{}: service {} is not in the catalog; defined under `services:` from its DnsEntries",
+            e.vpc_endpoint_id, e.service_name
+        ));
+        self.services.insert(
+            e.service_name.clone(),
+            OutService {
+                name: e.service_name.clone(),
+                private_dns_names: names.clone(),
+                endpoint_service_id: svc_id.clone(),
+            },
+        );
+        Some(catalog::Service {
+            name: e.service_name.clone(),
+            code: e.service_name.clone(),
+            endpoint_service_id: svc_id,
+            private_dns_names: names,
+            interface: true,
+            gateway: false,
+            evidence: catalog::Evidence::User,
+            note: String::new(),
+        })
+    }
+
+    /// Warns about each `DnsEntries` name the topology will not serve as written.
+    fn compare_dns_entries(
+        &mut self,
+        e: &AwsEndpoint,
+        service: &catalog::Service,
+        sfx: &str,
+        private_names: &[String],
+    ) {
+        let domain = catalog::vpce_domain(&service.endpoint_service_id, &self.region);
+        let regional = format!("{}-{sfx}.{domain}", e.vpc_endpoint_id);
+        let zonal_prefix = format!("{}-{sfx}-", e.vpc_endpoint_id);
+        for entry in &e.dns_entries {
+            let name = entry.dns_name.trim_end_matches('.').to_ascii_lowercase();
+            let bare = name.trim_start_matches("*.");
+            let served = if bare.starts_with(&e.vpc_endpoint_id) {
+                bare == regional
+                    || bare
+                        .strip_prefix(&zonal_prefix)
+                        .and_then(|r| r.split_once('.'))
+                        .is_some_and(|(_, d)| d == domain)
+            } else {
+                private_names.iter().any(|p| p == &name || p == bare)
+            };
+            if !served {
+                self.warn(format!(
+                    "{}: DnsEntries name {} is not AWS's form; served as {regional} (and its zonal names)",
+                    e.vpc_endpoint_id, entry.dns_name
+                ));
+            }
+        }
+    }
+
+    fn endpoint_enis(
+        &mut self,
+        e: &AwsEndpoint,
+        enis: &HashMap<&str, &AwsEni>,
+        have_enis: bool,
+    ) -> Vec<OutEni> {
+        let id = &e.vpc_endpoint_id;
+        let mut out: Vec<OutEni> = Vec::new();
+        for eni_id in &e.network_interface_ids {
+            let Some(eni) = enis.get(eni_id.as_str()) else {
+                if have_enis {
+                    self.warn(format!(
+                        "{id}: ENI {eni_id} is not in describe-network-interfaces; its address is assigned by default"
+                    ));
+                }
+                continue;
+            };
+            let Some(subnet) = eni.subnet_id.clone() else {
+                continue;
+            };
+            let Some((vpc, cidr, cidr6)) = self.subnets.get(&subnet).cloned() else {
+                self.warn(format!(
+                    "{id}: ENI {eni_id} is in subnet {subnet}, which is not in the input; left out"
+                ));
+                continue;
+            };
+            if vpc != e.vpc_id {
+                self.warn(format!(
+                    "{id}: ENI {eni_id} is in subnet {subnet} of another VPC ({vpc}); left out"
+                ));
+                continue;
+            }
+            let ip = match eni
+                .private_ip_address
+                .as_deref()
+                .map(str::parse::<Ipv4Addr>)
+            {
+                Some(Ok(ip)) if cidr.is_some_and(|c| c.contains(&ip)) => Some(ip.to_string()),
+                Some(Ok(ip)) => {
+                    self.warn(format!(
+                        "{id}: ENI {eni_id} address {ip} is outside subnet {subnet} ({}); dropped, the topology assigns one inside it",
+                        cidr.map_or("?".to_string(), |c| c.to_string())
+                    ));
+                    None
+                }
+                _ => None,
+            };
+            let ipv6 = eni.ipv6_addresses.iter().find_map(|a| {
+                let v6: Ipv6Addr = a.ipv6_address.parse().ok()?;
+                cidr6
+                    .is_some_and(|c| c.contains(&v6))
+                    .then(|| v6.to_string())
+            });
+            out.push(OutEni { subnet, ip, ipv6 });
+        }
+        for subnet in &e.subnet_ids {
+            if out.iter().any(|x| &x.subnet == subnet) {
+                continue;
+            }
+            if !self.subnets.contains_key(subnet) {
+                self.warn(format!(
+                    "{id}: subnet {subnet} is not in the input (describe-subnets); left out"
+                ));
+                continue;
+            }
+            if have_enis && !e.network_interface_ids.is_empty() {
+                self.warn(format!(
+                    "{id}: no ENI of it in subnet {subnet}; one with a default address is assumed"
+                ));
+            }
+            out.push(OutEni {
+                subnet: subnet.clone(),
+                ip: None,
+                ipv6: None,
+            });
+        }
+        if !have_enis && !e.network_interface_ids.is_empty() {
+            self.warn(format!(
+                "{id}: no describe-network-interfaces in the input; ENI addresses are assigned by default"
+            ));
+        }
+        out
+    }
+
+    fn hosted_zones(&mut self, endpoints: &[OutEndpoint]) -> Vec<OutZone> {
+        // id -> (name, private, vpcs)
+        let mut zones: BTreeMap<String, (String, Option<bool>, BTreeSet<String>)> = BTreeMap::new();
+        let only_vpc = (self.vpcs.len() == 1).then(|| self.vpcs[0].id.clone());
+        for p in self.parsed {
+            let r = &p.response;
+            for z in r.hosted_zones.iter().flatten().chain(r.hosted_zone.iter()) {
+                let entry = zones.entry(zone_id(&z.id)).or_default();
+                entry.0 = r53_name(&z.name);
+                if let Some(private) = z.config.as_ref().and_then(|c| c.private_zone) {
+                    entry.1 = Some(private);
+                }
+            }
+            if let Some(z) = &r.hosted_zone {
+                let entry = zones.entry(zone_id(&z.id)).or_default();
+                entry.1 = Some(true).filter(|_| entry.1 != Some(false));
+                for v in r.vpcs_of_zone.iter().flatten() {
+                    entry.2.insert(v.vpc_id.clone());
+                }
+            }
+            if let Some(list) = &r.hosted_zone_summaries {
+                let vpc = id_in_name(file_name(&p.name), "vpc-").or(only_vpc.clone());
+                let Some(vpc) = vpc else {
+                    self.warn(format!(
+                        "{}: list-hosted-zones-by-vpc output without a vpc-… id in its file name; its associations are left out",
+                        p.name
+                    ));
+                    continue;
+                };
+                for s in list {
+                    let entry = zones.entry(zone_id(&s.hosted_zone_id)).or_default();
+                    entry.0 = r53_name(&s.name);
+                    entry.1 = Some(true);
+                    entry.2.insert(vpc.clone());
+                }
+            }
+        }
+        // Record sets, by zone.
+        let mut records: BTreeMap<String, Vec<&RecordSet>> = BTreeMap::new();
+        for p in self.parsed {
+            let Some(sets) = &p.response.resource_record_sets else {
+                continue;
+            };
+            let fname = file_name(&p.name);
+            let by_key = p.response.hosted_zone_id.as_deref().map(zone_id);
+            let by_name = || zones.keys().find(|id| fname.contains(id.as_str())).cloned();
+            let by_soa = || {
+                let apex = sets
+                    .iter()
+                    .find(|s| s.kind == "SOA")
+                    .map(|s| r53_name(&s.name))?;
+                let matching: Vec<&String> = zones
+                    .iter()
+                    .filter(|(_, z)| z.0 == apex)
+                    .map(|(id, _)| id)
+                    .collect();
+                (matching.len() == 1).then(|| matching[0].clone())
+            };
+            match by_key.or_else(by_name).or_else(by_soa) {
+                Some(id) => records.entry(id).or_default().extend(sets.iter()),
+                None => self.warn(format!(
+                    "{}: record sets of an unknown zone left out: name the file `<zone id>.json`, add a top-level \"HostedZoneId\", or include list-hosted-zones",
+                    p.name
+                )),
+            }
+        }
+        let mut out = Vec::new();
+        for (id, (name, private, vpcs)) in zones {
+            if private == Some(false) {
+                self.warn(format!(
+                    "hosted zone {id} ({name}): skipped: public zones are answered by the upstream, not the VPC resolver"
+                ));
+                continue;
+            }
+            let mut kept = Vec::new();
+            for v in vpcs {
+                if self.has_vpc(&v) {
+                    kept.push(v);
+                } else {
+                    self.warn(format!(
+                        "hosted zone {id} ({name}): association with {v} left out: that VPC is not in the input"
+                    ));
+                }
+            }
+            if kept.is_empty() {
+                self.warn(format!(
+                    "hosted zone {id} ({name}): associated with no imported VPC (list-hosted-zones-by-vpc or get-hosted-zone tell the associations); imported with `vpcs: []`"
+                ));
+            }
+            let sets = records.remove(&id).unwrap_or_default();
+            let recs = self.records(&id, &name, &sets, endpoints);
+            out.push(OutZone {
+                id,
+                name: name.trim_end_matches('.').to_string(),
+                vpcs: kept,
+                records: recs,
+            });
+        }
+        for (id, _) in records {
+            self.warn(format!(
+                "record sets of hosted zone {id} left out: the zone itself is not in the input (list-hosted-zones or get-hosted-zone)"
+            ));
+        }
+        out
+    }
+
+    fn records(
+        &mut self,
+        zone: &str,
+        apex: &str,
+        sets: &[&RecordSet],
+        endpoints: &[OutEndpoint],
+    ) -> Vec<OutRecord> {
+        let mut out: Vec<OutRecord> = Vec::new();
+        let mut seen: BTreeSet<(String, String)> = BTreeSet::new();
+        for s in sets {
+            let name = r53_name(&s.name);
+            let label = format!("{zone}: {} {}", name, s.kind);
+            // The apex SOA and NS are Route 53's own; the resolver makes its own SOA.
+            if name == apex && matches!(s.kind.as_str(), "SOA" | "NS") {
+                continue;
+            }
+            if !matches!(
+                s.kind.as_str(),
+                "A" | "AAAA" | "CNAME" | "TXT" | "MX" | "SRV" | "PTR" | "NS" | "CAA"
+            ) {
+                self.warn(format!("{label}: skipped: record type not supported"));
+                continue;
+            }
+            if !seen.insert((name.clone(), s.kind.clone())) {
+                self.warn(format!(
+                    "{label}: skipped: another record set of this name and type was kept ({}routing policies are not modelled)",
+                    s.set_identifier.as_deref().map(|i| format!("set {i}; ")).unwrap_or_default()
+                ));
+                continue;
+            }
+            if let Some(alias) = &s.alias_target {
+                let target = alias.dns_name.trim_end_matches('.').to_ascii_lowercase();
+                let bare = target.trim_start_matches("*.");
+                let first = bare.split('.').next().unwrap_or_default();
+                let hit = endpoints.iter().find(|e| first.starts_with(&e.id));
+                match hit {
+                    Some(ep) if matches!(s.kind.as_str(), "A" | "AAAA") => {
+                        // `vpce-<id>-<sfx>-us-east-1a` is the zonal name of that AZ.
+                        let rest = &first[ep.id.len()..];
+                        let az = rest
+                            .strip_prefix('-')
+                            .and_then(|r| r.get(9..))
+                            .filter(|az| !az.is_empty())
+                            .map(str::to_string);
+                        out.push(OutRecord {
+                            name: name.clone(),
+                            kind: s.kind.clone(),
+                            ttl: None,
+                            values: Vec::new(),
+                            alias: Some(OutAlias {
+                                endpoint: ep.id.clone(),
+                                az,
+                            }),
+                        });
+                    }
+                    _ => self.warn(format!(
+                        "{label}: skipped: alias to {} is not an imported interface endpoint (only aliases to vpce names are modelled)",
+                        alias.dns_name
+                    )),
+                }
+                continue;
+            }
+            let mut values = Vec::new();
+            for v in &s.resource_records {
+                let value = match s.kind.as_str() {
+                    "TXT" => {
+                        let (text, parts) = txt_value(&v.value);
+                        if parts > 1 {
+                            self.warn(format!(
+                                "{label}: the {parts} strings of {} are joined into one",
+                                v.value
+                            ));
+                        }
+                        text
+                    }
+                    "CNAME" | "PTR" | "NS" => absolute(&r53_name(&v.value)),
+                    "MX" | "SRV" => {
+                        let mut fields: Vec<String> =
+                            v.value.split_whitespace().map(str::to_string).collect();
+                        if let Some(last) = fields.last_mut() {
+                            *last = absolute(&r53_name(last));
+                        }
+                        fields.join(" ")
+                    }
+                    _ => v.value.clone(),
+                };
+                values.push(value);
+            }
+            out.push(OutRecord {
+                name,
+                kind: s.kind.clone(),
+                ttl: s.ttl,
+                values,
+                alias: None,
+            });
+        }
+        out
+    }
+
+    fn resolver(&mut self) -> OutResolver {
+        let mut out = OutResolver::default();
+        let eps: Vec<&AwsResolverEndpoint> = self
+            .parsed
+            .iter()
+            .flat_map(|p| p.response.resolver_endpoints.iter().flatten())
+            .collect();
+        // Endpoint id -> addresses, from list-resolver-endpoint-ip-addresses files named after the endpoint.
+        let mut ip_lists: HashMap<String, Vec<&AwsResolverIp>> = HashMap::new();
+        for p in self.parsed {
+            let Some(list) = &p.response.ip_addresses else {
+                continue;
+            };
+            let fname = file_name(&p.name);
+            match id_in_name(fname, "rslvr-in-").or_else(|| id_in_name(fname, "rslvr-out-")) {
+                Some(id) => ip_lists.entry(id).or_default().extend(list.iter()),
+                None => self.warn(format!(
+                    "{}: list-resolver-endpoint-ip-addresses output without a rslvr-in-…/rslvr-out-… id in its file name; left out",
+                    p.name
+                )),
+            }
+        }
+        let enis = self.enis();
+        let mut seen = BTreeSet::new();
+        for ep in eps {
+            if !seen.insert(ep.id.clone()) {
+                continue;
+            }
+            let inbound = match ep.direction.as_str() {
+                "INBOUND" => true,
+                "OUTBOUND" => false,
+                other => {
+                    self.warn(format!("{}: skipped: direction {other}", ep.id));
+                    continue;
+                }
+            };
+            if !self.has_vpc(&ep.host_vpc_id) {
+                self.warn(format!(
+                    "{}: skipped: its VPC {} is not in the input",
+                    ep.id, ep.host_vpc_id
+                ));
+                continue;
+            }
+            let mut candidates: Vec<(Option<String>, String)> = Vec::new();
+            match ip_lists.get(&ep.id) {
+                Some(list) => {
+                    for a in list {
+                        for ip in a.ip.iter().chain(a.ipv6.iter()) {
+                            candidates.push((a.subnet_id.clone(), ip.clone()));
+                        }
+                    }
+                }
+                None => {
+                    // AWS describes a Resolver ENI as "Route 53 Resolver: rslvr-in-…:rni-…".
+                    let mut found: Vec<&&AwsEni> = enis
+                        .values()
+                        .filter(|e| e.description.as_deref().is_some_and(|d| d.contains(&ep.id)))
+                        .collect();
+                    found.sort_by_key(|e| e.network_interface_id.clone());
+                    for e in found {
+                        if let Some(ip) = &e.private_ip_address {
+                            candidates.push((e.subnet_id.clone(), ip.clone()));
+                        }
+                    }
+                }
+            }
+            let mut ips = Vec::new();
+            for (subnet, ip) in candidates {
+                let Ok(addr) = ip.parse::<IpAddr>() else {
+                    self.warn(format!(
+                        "{}: address `{ip}` is not an IP address; left out",
+                        ep.id
+                    ));
+                    continue;
+                };
+                let inside = self.subnets.iter().any(|(_, (vpc, c4, c6))| {
+                    vpc == &ep.host_vpc_id
+                        && match addr {
+                            IpAddr::V4(a) => c4.is_some_and(|c| c.contains(&a)),
+                            IpAddr::V6(a) => c6.is_some_and(|c| c.contains(&a)),
+                        }
+                });
+                if inside {
+                    ips.push(addr.to_string());
+                } else {
+                    self.warn(format!(
+                        "{}: address {ip} (subnet {}) is in no imported subnet of {}; dropped",
+                        ep.id,
+                        subnet.unwrap_or_default(),
+                        ep.host_vpc_id
+                    ));
+                }
+            }
+            if ips.is_empty() {
+                self.warn(format!(
+                    "{}: no addresses known (list-resolver-endpoint-ip-addresses named after it); two default addresses are assigned",
+                    ep.id
+                ));
+            }
+            let out_ep = OutResolverEndpoint {
+                id: ep.id.clone(),
+                vpc: ep.host_vpc_id.clone(),
+                ips: (!ips.is_empty()).then_some(ips),
+            };
+            if inbound {
+                out.inbound_endpoints.push(out_ep);
+            } else {
+                out.outbound_endpoints.push(out_ep);
+            }
+        }
+        let mut assoc: HashMap<String, Vec<String>> = HashMap::new();
+        let associations: Vec<&AwsRuleAssociation> = self
+            .parsed
+            .iter()
+            .flat_map(|p| p.response.resolver_rule_associations.iter().flatten())
+            .collect();
+        for a in associations {
+            if a.status
+                .as_deref()
+                .is_some_and(|s| matches!(s, "DELETING" | "FAILED"))
+            {
+                continue;
+            }
+            if self.has_vpc(&a.vpc_id) {
+                let list = assoc.entry(a.resolver_rule_id.clone()).or_default();
+                if !list.contains(&a.vpc_id) {
+                    list.push(a.vpc_id.clone());
+                }
+            } else {
+                self.warn(format!(
+                    "{}: association with {} left out: that VPC is not in the input",
+                    a.resolver_rule_id, a.vpc_id
+                ));
+            }
+        }
+        let rules: Vec<&AwsRule> = self
+            .parsed
+            .iter()
+            .flat_map(|p| p.response.resolver_rules.iter().flatten())
+            .collect();
+        let mut seen = BTreeSet::new();
+        for r in rules {
+            if !seen.insert(r.id.clone()) {
+                continue;
+            }
+            // Its associations go with it: a skipped rule's warning covers them.
+            let vpcs = assoc.remove(&r.id).unwrap_or_default();
+            let domain = r.domain_name.trim_end_matches('.').to_ascii_lowercase();
+            let label = format!("{} ({} {})", r.id, r.rule_type, r.domain_name);
+            if r.owner_id.as_deref() == Some("Route 53 Resolver") || r.id.contains("autodefined") {
+                self.warn(format!(
+                    "{label}: skipped: a rule Route 53 Resolver defines itself; vpc-resolver has its own equivalent"
+                ));
+                continue;
+            }
+            let kind = match r.rule_type.as_str() {
+                "FORWARD" => "forward",
+                "SYSTEM" => "system",
+                _ => {
+                    self.warn(format!("{label}: skipped: rule type not supported"));
+                    continue;
+                }
+            };
+            if domain.is_empty() {
+                self.warn(format!(
+                    "{label}: skipped: rules for the root domain are not modelled"
+                ));
+                continue;
+            }
+            let mut targets = Vec::new();
+            if kind == "forward" {
+                for t in &r.target_ips {
+                    let port = t.port.unwrap_or(53);
+                    let ip =
+                        t.ip.as_deref()
+                            .or(t.ipv6.as_deref())
+                            .and_then(|s| s.parse::<IpAddr>().ok());
+                    match ip {
+                        Some(ip) => targets.push(SocketAddr::new(ip, port).to_string()),
+                        None => self.warn(format!(
+                            "{label}: a target without a valid address left out"
+                        )),
+                    }
+                }
+                if targets.is_empty() {
+                    self.warn(format!("{label}: skipped: a forward rule without targets"));
+                    continue;
+                }
+            }
+            if vpcs.is_empty() {
+                self.warn(format!(
+                    "{label}: associated with no imported VPC (list-resolver-rule-associations); imported with `vpcs: []`"
+                ));
+            }
+            let outbound = match &r.resolver_endpoint_id {
+                Some(id) if out.outbound_endpoints.iter().any(|e| &e.id == id) => Some(id.clone()),
+                Some(id) => {
+                    self.warn(format!(
+                        "{label}: its outbound endpoint {id} is not in the input; left out"
+                    ));
+                    None
+                }
+                None => None,
+            };
+            out.rules.push(OutRule {
+                id: r.id.clone(),
+                kind,
+                domain,
+                targets,
+                vpcs,
+                outbound_endpoint: outbound.filter(|_| kind == "forward"),
+            });
+        }
+        for (rule, _) in assoc {
+            self.warn(format!(
+                "{rule}: associations left out: the rule is not in the input (list-resolver-rules)"
+            ));
+        }
+        out
+    }
+}
+
+/// Names in `DnsEntries` that are not vpce names: the private DNS names (lowercase, no final dot).
+fn private_entries(entries: &[DnsEntry]) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for e in entries {
+        let name = e.dns_name.trim_end_matches('.').to_ascii_lowercase();
+        if name.trim_start_matches("*.").starts_with("vpce-") || names.contains(&name) {
+            continue;
+        }
+        names.push(name);
+    }
+    names
+}
+
+fn absolute(name: &str) -> String {
+    if name.ends_with('.') {
+        name.to_string()
+    } else {
+        format!("{name}.")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn route53_names_unescape() {
+        assert_eq!(r53_name("\\052.Corp.Internal."), "*.corp.internal.");
+        assert_eq!(r53_name("a\\"), "a\\");
+    }
+
+    #[test]
+    fn txt_values_unquote() {
+        assert_eq!(txt_value("\"hello world\""), ("hello world".to_string(), 1));
+        assert_eq!(txt_value("\"a\\\"b\" \"c\""), ("a\"bc".to_string(), 2));
+        assert_eq!(txt_value("bare"), ("bare".to_string(), 1));
+    }
+
+    #[test]
+    fn suffix_from_aws_and_moto_entries() {
+        let aws = [DnsEntry {
+            dns_name: "vpce-0123456789abcdef0-k3x9p2qz.ec2.us-east-1.vpce.amazonaws.com".into(),
+        }];
+        assert_eq!(
+            dns_suffix_of("vpce-0123456789abcdef0", &aws).as_deref(),
+            Some("k3x9p2qz")
+        );
+        let zonal = [DnsEntry {
+            dns_name:
+                "*.vpce-0123456789abcdef0-k3x9p2qz-us-east-1a.s3.us-east-1.vpce.amazonaws.com"
+                    .into(),
+        }];
+        assert_eq!(
+            dns_suffix_of("vpce-0123456789abcdef0", &zonal).as_deref(),
+            Some("k3x9p2qz")
+        );
+        let moto = [DnsEntry {
+            dns_name: "vpce-6d6298b06a2138e4a-ee7a5ff0.com.amazonaws.us-east-1.ec2".into(),
+        }];
+        assert_eq!(
+            dns_suffix_of("vpce-6d6298b06a2138e4a", &moto).as_deref(),
+            Some("ee7a5ff0")
+        );
+        assert_eq!(dns_suffix_of("vpce-1", &moto), None);
+    }
+
+    #[test]
+    fn regions_from_names() {
+        assert_eq!(region_of_az("us-east-1a").as_deref(), Some("us-east-1"));
+        assert_eq!(
+            region_of_az("us-east-1-bos-1a").as_deref(),
+            Some("us-east-1")
+        );
+        assert_eq!(
+            region_of_service("com.amazonaws.eu-west-2.ec2").as_deref(),
+            Some("eu-west-2")
+        );
+        assert_eq!(
+            id_in_name("ips-rslvr-in-0abc12345.json", "rslvr-in-").as_deref(),
+            Some("rslvr-in-0abc12345")
+        );
+        assert_eq!(
+            id_in_name("list-hosted-zones-by-vpc-vpc-0123abcd.json", "vpc-").as_deref(),
+            Some("vpc-0123abcd")
+        );
+    }
+
+    #[test]
+    fn malformed_json_names_file_and_path() {
+        let docs = [Document {
+            name: "vpcs.json".into(),
+            text: r#"{"Vpcs": [{"VpcId": "vpc-1", "CidrBlock": 5}]}"#.into(),
+        }];
+        let err = import_aws(&docs, &Options::default()).expect_err("type error");
+        let text = err.to_string();
+        assert!(
+            text.starts_with("vpcs.json: at Vpcs[0].CidrBlock: invalid type"),
+            "{text}"
+        );
+        let docs = [Document {
+            name: "x.json".into(),
+            text: "{\"Vpcs\": [".into(),
+        }];
+        assert!(matches!(
+            import_aws(&docs, &Options::default()),
+            Err(ImportError::Json { .. })
+        ));
+    }
+}
