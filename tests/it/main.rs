@@ -2,4 +2,5 @@
 
 mod cases; // data-driven decision tests: tests/cases/*.case through the pure engine
 mod forwarding; // the forwarder against real dnsmasq/unbound peers and black holes
+mod hybrid; // inbound/outbound endpoints, loops, and the two-site demo in network namespaces
 mod peers; // helpers that start real DNS servers on loopback
