@@ -12,6 +12,7 @@
 #   PREFIX-onprem          unbound 192.168.10.10 (corporate DNS: corp.example.com; amazonaws.com and
 #                          internal.example.com -> the inbound endpoint) and dnsmasq 192.168.10.99 (the "internet")
 #   PREFIX-onprem-client   a workstation, 192.168.10.20, resolv.conf -> 192.168.10.10
+# The servers' configuration files beside this script are shared with compose.yaml.
 #
 # Environment: VPC_RESOLVER_BIN (else `cargo build` here), DEMO_PREFIX (default vpcr-demo), DEMO_STATE (default
 # ${TMPDIR:-/tmp}/$DEMO_PREFIX: configs, logs, pid files).
@@ -106,52 +107,15 @@ up() {
 
     # The clients' resolv.conf: `ip netns exec` bind-mounts /etc/netns/NS/resolv.conf over /etc/resolv.conf.
     mkdir -p "/etc/netns/$NS_VPC_CLIENT" "/etc/netns/$NS_ONPREM_CLIENT"
-    echo "nameserver 10.0.0.2" >"/etc/netns/$NS_VPC_CLIENT/resolv.conf"
-    echo "nameserver 192.168.10.10" >"/etc/netns/$NS_ONPREM_CLIENT/resolv.conf"
+    cp "$HERE/resolv-vpc.conf" "/etc/netns/$NS_VPC_CLIENT/resolv.conf"
+    cp "$HERE/resolv-onprem.conf" "/etc/netns/$NS_ONPREM_CLIENT/resolv.conf"
 
-    # The "internet": a stub with one public S3 answer, nothing else.
-    start "$NS_ONPREM" internet dnsmasq --keep-in-foreground --log-facility=- --log-queries \
-        --conf-file=/dev/null --no-resolv --no-hosts --pid-file --bind-interfaces \
-        --listen-address=192.168.10.99 --port=53 \
-        --address=/s3.us-east-1.amazonaws.com/198.51.100.10 --address=/www.example.com/198.51.100.80
+    # The "internet": a stub with the public S3 answer (the same configuration as in compose.yaml).
+    start "$NS_ONPREM" internet dnsmasq --keep-in-foreground --pid-file --conf-file="$HERE/internet.conf"
 
-    # The corporate DNS server.
-    cat >"$STATE/unbound.conf" <<EOF
-server:
-  interface: 192.168.10.10
-  port: 53
-  outgoing-interface: 192.168.10.10
-  do-daemonize: no
-  chroot: ""
-  username: ""
-  directory: "$STATE"
-  pidfile: ""
-  use-syslog: no
-  logfile: ""
-  verbosity: 1
-  log-queries: yes
-  do-ip6: no
-  module-config: "iterator"
-  access-control: 192.168.10.0/24 allow
-  access-control: 10.0.0.0/16 allow
-  local-zone: "corp.example.com." static
-  local-data: "corp.example.com. 3600 IN SOA ns.corp.example.com. hostmaster.corp.example.com. 1 3600 600 86400 300"
-  local-data: "host.corp.example.com. 300 IN A 192.168.10.50"
-forward-zone:
-  name: "amazonaws.com."
-  forward-addr: 10.0.1.53
-  forward-addr: 10.0.2.53
-forward-zone:
-  name: "internal.example.com."
-  forward-addr: 10.0.1.53
-  forward-addr: 10.0.2.53
-forward-zone:
-  name: "."
-  forward-addr: 192.168.10.99
-remote-control:
-  control-enable: no
-EOF
-    start "$NS_ONPREM" unbound unbound -d -c "$STATE/unbound.conf"
+    # The corporate DNS server (the same configuration as in compose.yaml).
+    unbound-checkconf "$HERE/unbound.conf" >/dev/null
+    start "$NS_ONPREM" unbound unbound -d -c "$HERE/unbound.conf"
 
     # vpc-resolver on every topology address present in its namespace, port 53.
     start "$NS_VPC" vpc-resolver "$bin" serve "$HERE/topology.yaml" --listen-topology=53 \
