@@ -3,6 +3,7 @@
 mod cases; // data-driven decision tests: tests/cases/*.case through the pure engine
 mod check; // `vpc-resolver check` on every topology in zones/ and the planted errors of tests/broken/
 mod forwarding; // the forwarder against real dnsmasq/unbound peers and black holes
+mod hybrid; // inbound/outbound endpoints, loops, and the two-site demo in network namespaces
 mod import; // `import aws` end to end: moto and hand-written AWS JSON, check, serve, dig the names
 mod library; // the library API for test suites: parse, resolve_once, serve on :0, set_topology, shutdown
 mod netns; // the glibc resolver (getent) in a network namespace against the real binary
