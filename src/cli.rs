@@ -1,5 +1,6 @@
 //! The command line: `serve`, `check`, `explain`, `services`, `schema`. The only module that prints to stdout.
 
+use std::io::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -227,6 +228,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if !vpc_resolver::catalog::is_known_region(&region) {
                 bail!("unknown region `{region}`");
             }
+            let mut out = std::io::stdout().lock();
             for s in Catalog::embedded().list(&region, filter.as_deref()) {
                 let types = match (s.interface, s.gateway) {
                     (true, true) => "interface,gateway",
@@ -238,10 +240,16 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 } else {
                     s.private_dns_names.join(",")
                 };
-                println!(
+                // A closed pipe (`| head`) ends the listing quietly.
+                if writeln!(
+                    out,
                     "{}\t{}\t{}\tvpce: {}\tevidence: {:?}",
                     s.name, names, types, s.endpoint_service_id, s.evidence
-                );
+                )
+                .is_err()
+                {
+                    break;
+                }
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -971,13 +971,9 @@ impl Job {
         };
 
         let rcode = msg.response_code;
-        if rcode == ResponseCode::Refused {
-            // The target is up but won't serve us: a failure for health, relayed at once.
-            self.inner.record_failure(target, "refused");
-            failed.push(target);
-        } else {
-            self.inner.record_success(target, rtt);
-        }
+        // Any answer, REFUSED included, shows the target is up: relayed at once, and no hold-down (some servers refuse
+        // one query type, e.g. AAAA, and holding the target down for it would fail every other query).
+        self.inner.record_success(target, rtt);
         let answered = matches!(rcode, ResponseCode::NoError | ResponseCode::NXDomain);
         debug!(target = %target, name = %self.name, qtype = %self.qtype, rcode = %rcode, rtt_ms = rtt.as_millis() as u64, "upstream answered");
         let ede = upstream_ede(&msg);

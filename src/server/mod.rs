@@ -320,6 +320,14 @@ impl Server {
             )));
             for ip in extra {
                 let addr = SocketAddr::new(ip, port);
+                // A wildcard listener on the same port already receives these queries, but can't tell which
+                // address they arrived on; specific sockets can't bind beside it.
+                if listen.iter().any(|l| {
+                    l.port() == port && l.ip().is_unspecified() && l.is_ipv4() == addr.is_ipv4()
+                }) {
+                    warn!(%addr, "a wildcard listener on the same port takes this address; the arrival address can't choose the view there (listen on specific addresses instead)");
+                    continue;
+                }
                 // Only addresses this host has: binding tells.
                 if !listen.contains(&addr) && std::net::UdpSocket::bind(addr).is_ok() {
                     listen.push(addr);
