@@ -133,7 +133,13 @@ pub fn explain(
         Outcome::Refused { reason } => result.push(format!("REFUSED: {reason}")),
         Outcome::ServFail { reason } => result.push(format!("SERVFAIL: {reason}")),
     }
-    let notes = gateway_notes(resolver, &decision.view, qname);
+    // The route-table note is for clients inside the VPC getting a public answer; through an inbound endpoint, or
+    // with an endpoint's private answer, traffic doesn't take the gateway endpoint.
+    let notes = if decision.view.via_inbound || decision.decided_by.starts_with("endpoint:") {
+        Vec::new()
+    } else {
+        gateway_notes(resolver, &decision.view, qname)
+    };
     Explanation {
         question: format!("{qname} {qtype}"),
         client: match client.local {

@@ -137,6 +137,8 @@ struct Zone {
     records: HashMap<LowerName, Vec<Record>>,
     /// Names that exist only because something lives below them (empty non-terminals).
     parents: std::collections::HashSet<LowerName>,
+    /// Owner -> the endpoint its alias records point at, for the trace.
+    aliases: HashMap<LowerName, String>,
     reference: &'static str,
 }
 
@@ -258,6 +260,7 @@ impl Resolver {
                             inbound_only: e.inbound_only,
                             records: HashMap::new(),
                             parents: Default::default(),
+                            aliases: HashMap::new(),
                             reference: "§1.1, §1.4",
                         });
                         vpc_tables[e.vpc]
@@ -294,7 +297,22 @@ impl Resolver {
         // Customer private hosted zones.
         for z in &topo.hosted_zones {
             let mut records: HashMap<LowerName, Vec<Record>> = HashMap::new();
+            let mut aliases = HashMap::new();
             for r in &z.records {
+                if let ZoneData::AliasEndpoint { endpoint, az } = &r.data {
+                    let e = &topo.endpoints[*endpoint];
+                    let what = match az {
+                        Some(az) => format!(
+                            "the {az} ENI of endpoint {} ({} in {})",
+                            e.id, e.service.code, topo.vpcs[e.vpc].id
+                        ),
+                        None => format!(
+                            "the ENIs of endpoint {} ({} in {})",
+                            e.id, e.service.code, topo.vpcs[e.vpc].id
+                        ),
+                    };
+                    aliases.insert(LowerName::new(&r.name), what);
+                }
                 let recs: Vec<Record> = match &r.data {
                     ZoneData::Values(values) => values
                         .iter()
@@ -327,6 +345,7 @@ impl Resolver {
                 inbound_only: false,
                 records,
                 parents: Default::default(),
+                aliases,
                 reference: "§6.4",
             });
             for &vpc in &z.vpcs {
@@ -1021,9 +1040,16 @@ impl Resolver {
                 authority: vec![self.soa_for(&zone.name)],
             };
         }
+        let alias = owner_alias(zone, qname, synthesized)
+            .map(|a| format!(": an alias record to {a}"))
+            .unwrap_or_default();
         trace.push(Step {
-            text: format!("{} answers {qname}{how} {qtype}", zone.label),
-            reference: zone.reference,
+            text: format!("{} answers {qname}{how} {qtype}{alias}", zone.label),
+            reference: if alias.is_empty() {
+                zone.reference
+            } else {
+                "§6.4, §6.5"
+            },
         });
         Outcome::Answer {
             rcode: ResponseCode::NoError,
@@ -1158,6 +1184,21 @@ impl Resolver {
             }
         }
     }
+}
+
+/// The alias target description of the record set that answered `qname` (exact or wildcard owner).
+fn owner_alias<'z>(zone: &'z Zone, qname: &Name, synthesized: bool) -> Option<&'z String> {
+    let owner = if synthesized {
+        LowerName::new(
+            &Name::from_str("*")
+                .ok()?
+                .append_domain(&qname.base_name())
+                .ok()?,
+        )
+    } else {
+        LowerName::new(qname)
+    };
+    zone.aliases.get(&owner)
 }
 
 /// A copy of `r` owned by `owner` (wildcard synthesis, case of the question).

@@ -86,8 +86,10 @@ pub(crate) fn handle(
     out: &mut Vec<u8>,
 ) -> Handled {
     let started = Instant::now();
-    // Hot path: a plain query whose answer was prepared at load time is answered by copying bytes.
+    // Hot path: a plain query whose answer was prepared at load time is answered by copying bytes. Not taken while
+    // queries are logged or traced, so every logged query has its span and decision.
     if !snap.query_log
+        && !tracing::enabled!(tracing::Level::DEBUG)
         && let Some(peek) = wire::peek(packet, &mut scratch.lower)
     {
         let src_ip = src.ip().to_canonical();
@@ -241,9 +243,10 @@ pub(crate) fn handle(
     let client = Client { src: src_ip, local };
     let decision = snap.resolver.resolve(client, &query.name, query.qtype);
     if tracing::enabled!(tracing::Level::DEBUG) {
-        for step in &decision.trace {
-            debug!(reference = step.reference, "{}", step.text);
-        }
+        // The same explanation `vpc-resolver explain` prints, from the same code.
+        let explanation =
+            crate::explain::explain(&snap.resolver, client, &query.name, query.qtype, &decision);
+        debug!(explanation = %explanation.render(), "decision");
     }
     let Decision {
         view,
