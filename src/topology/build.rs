@@ -1058,7 +1058,13 @@ impl Builder<'_> {
                     let listed = explicit.len();
                     for (x, ep) in explicit {
                         let v = &self.topo.vpcs[vpc];
-                        let Some(si) = v.subnets.iter().position(|s| s.id == x.subnet) else {
+                        let Some(si) =
+                            v.subnets.iter().position(|s| s.id == x.subnet).or_else(|| {
+                                // A subnet may also be named by its AZ (`a` or `us-east-1a`): the first subnet there.
+                                let az = normalize_az(&region, &x.subnet).ok()?;
+                                v.subnets.iter().position(|s| s.az == az)
+                            })
+                        else {
                             if !ctx.broken_ids.contains(&x.subnet) {
                                 let list: Vec<&str> =
                                     v.subnets.iter().map(|s| s.id.as_str()).collect();
