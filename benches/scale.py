@@ -149,7 +149,7 @@ def render(args, info, rows, elapsed):
            % (info["nproc"], info["model"], info["mem_gib"], info["kernel"], " ".join(info["loadavg"])),
            "Topologies from `benches/gen_topology.py SCALE`: SCALE VPCs, 10 interface endpoints each (3 AZs), "
            "1 PHZ with 100 records each, 1 forward rule each. check: best of %d runs (median in brackets), peak RSS "
-           "from getrusage. start-up: spawn of `serve` until it answers a UDP query. RSS: VmRSS once ready, and "
+           "from GNU time (%M). start-up: spawn of `serve` until it answers a UDP query. RSS: VmRSS once ready, and "
            "after the reload (VmHWM = peak). q/s: dnsperf %g s, UDP, private-answer names of the first VPC, 4 "
            "clients, 100 outstanding; CPU per answered query from /proc/PID/stat. reload: SIGHUP until the log "
            "says \"reloaded\".\n" % (args.check_runs, args.duration),
@@ -160,7 +160,7 @@ def render(args, info, rows, elapsed):
     for r in rows:
         out.append("| %dx | %s | %.1f | %.3f (%.3f) | %.1f | %.3f | %.1f | %.0f (%.0f%%) | %.1f | %.3f | %d | %s "
                    "| %.1f (%.1f) |" % (
-                       r["scale"], r["summary"].replace("ok: ", "").split(", hosted zones")[0], r["yaml_mb"],
+                       r["scale"], ", ".join(r["summary"].replace("ok: ", "").split(", ")[:2]), r["yaml_mb"],
                        r["check"], r["check_med"], r["check_rss"] / 1024, r["startup"], r["rss_loaded"] / 1024,
                        r["qps"], 100 * r["qps"] / base_qps if base_qps else 0, r["cpu_us"], r["p99"] * 1e3,
                        r["lost"], fmt_s(r["reload"], args.reload_timeout), r["rss_after"] / 1024, r["hwm"] / 1024))
