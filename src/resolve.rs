@@ -113,6 +113,9 @@ pub struct Decision {
     /// Short label of what decided, for logs and metrics: `endpoint:vpce-…`, `phz:corp.internal`, `rule:rslvr-rr-…`,
     /// `vpce-name`, `ec2-internal`, `upstream`.
     pub decided_by: String,
+    /// The answer is fixed for this view, name and type (no wildcard, no synthesized or NXDOMAIN name), so it may
+    /// be prepared once and replayed.
+    pub fixed: bool,
 }
 
 /// What can decide a name in a VPC.
@@ -590,45 +593,6 @@ impl Resolver {
         keys
     }
 
-    /// Names with fixed local answers in `key`'s view: owners and apexes of its visible zones (wildcard owners
-    /// excluded), and, for the public view, the vpce names. The hot path prepares their answers at load time.
-    pub fn static_names(&self, key: ViewKey) -> Vec<Name> {
-        let mut out = Vec::new();
-        match key.vpc {
-            None => out.extend(self.public_names.keys().map(Name::from)),
-            Some(vi) => {
-                for auths in self.vpc_tables[vi as usize].values() {
-                    for auth in auths {
-                        if let Authority::Zone(zi) = auth {
-                            let zone = &self.zones[*zi];
-                            out.push(zone.name.clone());
-                            out.extend(
-                                zone.records
-                                    .keys()
-                                    .map(Name::from)
-                                    .filter(|n| !n.is_wildcard()),
-                            );
-                        }
-                    }
-                }
-            }
-        }
-        out
-    }
-
-    /// Whether `key`'s view answers vpce names as public DNS does (no rule or zone of the view covers them).
-    pub fn sees_public_vpce_names(&self, key: ViewKey) -> bool {
-        let Some(vi) = key.vpc else { return true };
-        let domain = name(&format!(
-            "{}.vpce.{}",
-            self.topo.region, self.topo.dns_suffix
-        ));
-        self.vpc_tables[vi as usize].keys().all(|k| {
-            let k = Name::from(k);
-            !k.zone_of(&domain) && !domain.zone_of(&k)
-        })
-    }
-
     /// Decides the answer for one question.
     pub fn resolve(&self, client: Client, qname: &Name, qtype: RecordType) -> Decision {
         self.resolve_in(self.view(client), qname, qtype)
@@ -651,14 +615,16 @@ impl Resolver {
                 },
                 trace,
                 decided_by: "dns-support-off".into(),
+                fixed: false,
             };
         }
         let mut answers = Vec::new();
         let mut current = qname.to_lowercase();
         current.set_fqdn(true);
         let mut decided_by = String::new();
+        let mut fixed = true;
         for depth in 0..=MAX_CNAME_CHAIN {
-            let (outcome, by) = self.resolve_one(&view, &current, qtype, &mut trace);
+            let (outcome, by) = self.resolve_one(&view, &current, qtype, &mut trace, &mut fixed);
             if decided_by.is_empty() {
                 decided_by = by;
             }
@@ -697,6 +663,7 @@ impl Resolver {
                             },
                             trace,
                             decided_by,
+                            fixed: false,
                         };
                     }
                     Outcome::Answer {
@@ -726,6 +693,7 @@ impl Resolver {
                 outcome,
                 trace,
                 decided_by,
+                fixed,
             };
         }
         Decision {
@@ -735,6 +703,7 @@ impl Resolver {
             },
             trace,
             decided_by,
+            fixed: false,
         }
     }
 
@@ -745,6 +714,7 @@ impl Resolver {
         qname: &Name,
         qtype: RecordType,
         trace: &mut Vec<Step>,
+        fixed: &mut bool,
     ) -> (Outcome, String) {
         let lower = LowerName::new(qname);
         debug_assert!(qname.is_fqdn());
@@ -811,25 +781,34 @@ impl Resolver {
                                     continue;
                                 }
                                 return (
-                                    self.answer_from_zone(zone, qname, qtype, trace),
+                                    self.answer_from_zone(zone, qname, qtype, trace, fixed),
                                     zone.decided_by.clone(),
                                 );
                             }
                             Authority::Ec2Internal => {
                                 return (
-                                    self.ec2_internal(vi, qname, qtype, trace),
+                                    {
+                                        *fixed = false;
+                                        self.ec2_internal(vi, qname, qtype, trace)
+                                    },
                                     "ec2-internal".into(),
                                 );
                             }
                             Authority::Reverse if qtype == RecordType::PTR || level != lower => {
                                 return (
-                                    self.reverse(vi, &level, qname, qtype, trace),
+                                    {
+                                        *fixed = false;
+                                        self.reverse(vi, &level, qname, qtype, trace)
+                                    },
                                     "ec2-reverse".into(),
                                 );
                             }
                             Authority::Reverse => {
                                 return (
-                                    self.reverse(vi, &level, qname, qtype, trace),
+                                    {
+                                        *fixed = false;
+                                        self.reverse(vi, &level, qname, qtype, trace)
+                                    },
                                     "ec2-reverse".into(),
                                 );
                             }
@@ -859,13 +838,20 @@ impl Resolver {
                 reference: "§1.1, §2.2",
             });
         }
-        self.public(qname, qtype, trace)
+        self.public(qname, qtype, trace, fixed)
     }
 
     /// What the public internet answers: vpce names locally (they are public records), everything else upstream.
-    fn public(&self, qname: &Name, qtype: RecordType, trace: &mut Vec<Step>) -> (Outcome, String) {
+    fn public(
+        &self,
+        qname: &Name,
+        qtype: RecordType,
+        trace: &mut Vec<Step>,
+        fixed: &mut bool,
+    ) -> (Outcome, String) {
         let lower = LowerName::new(qname);
         let found = self.public_names.get(&lower).or_else(|| {
+            *fixed = false;
             let parent = lower.base_name();
             if lower.num_labels() > 1 {
                 self.public_wildcards.get(&parent)
@@ -950,6 +936,7 @@ impl Resolver {
         qname: &Name,
         qtype: RecordType,
         trace: &mut Vec<Step>,
+        fixed: &mut bool,
     ) -> Outcome {
         let lower = LowerName::new(qname);
         let nx = |trace: &mut Vec<Step>, why: String| {
@@ -970,6 +957,8 @@ impl Resolver {
                 (None, false)
             }
             None => {
+                // Missing and wildcard names are unbounded in number: never prepared.
+                *fixed = false;
                 // Wildcard: `*.` + the closest existing ancestor (RFC 4592), within the zone.
                 let mut probe = lower.base_name();
                 let mut hit = None;

@@ -1,24 +1,43 @@
-//! Answers prepared at load time, as NSD does: for every view, every name with a fixed local answer (endpoint
-//! private DNS names, private zone records, vpce names) and the usual query types, the decision engine runs once and
-//! the reply is encoded once. A query that matches is answered by copying bytes; anything else takes the full path.
+//! Prepared answers, as NSD does it, but filled on first use: the first query for a name with a fixed local answer
+//! (an endpoint's private DNS name, a private zone record, a vpce name) goes through the decision engine and its
+//! encoded reply is kept; later queries for the same view, name and type are answered by copying bytes.
 //!
-//! The table is a memo of the engine, never a second implementation: each entry is the engine's own answer.
+//! The table is a memo of the engine, never a second implementation. It lives in the topology snapshot, so a reload
+//! starts it afresh. Only `Decision::fixed` answers enter it (no wildcard, NXDOMAIN or synthesized names), so its
+//! size is bounded by the topology, and by `MAX_ENTRIES` besides.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::RwLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 
-use crate::resolve::{Outcome, Resolver, ViewKey};
-use crate::wire::{self, Prepared, Reply};
+use crate::resolve::ViewKey;
+use crate::wire::Prepared;
 
-/// Query types prepared for each name; others take the full path.
-const TYPES: [RecordType; 4] = [
-    RecordType::A,
-    RecordType::AAAA,
-    RecordType::TXT,
-    RecordType::CNAME,
-];
+const SHARDS: usize = 16;
+const MAX_ENTRIES: usize = 200_000;
+
+/// Query types whose fixed answers are kept (a name's NODATA for every possible type would not be bounded).
+pub(crate) fn preparable(qtype: RecordType) -> bool {
+    matches!(
+        qtype,
+        RecordType::A
+            | RecordType::AAAA
+            | RecordType::CNAME
+            | RecordType::TXT
+            | RecordType::MX
+            | RecordType::SRV
+            | RecordType::PTR
+            | RecordType::NS
+            | RecordType::SOA
+            | RecordType::CAA
+            | RecordType::HTTPS
+            | RecordType::SVCB
+    )
+}
 
 /// One prepared reply and what the metrics need to know about it.
 pub(crate) struct Entry {
@@ -27,216 +46,81 @@ pub(crate) struct Entry {
     pub(crate) rcode: ResponseCode,
 }
 
+/// FNV-1a: keys are short and only names the engine answered are ever inserted, so hash flooding can't grow a
+/// chain; SipHash cost more than the rest of the lookup.
+#[derive(Default)]
+struct Fnv(u64);
+
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for b in bytes {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        self.0 = h;
+    }
+}
+
+type Shard = RwLock<HashMap<Box<[u8]>, Entry, BuildHasherDefault<Fnv>>>;
+
 pub(crate) struct Answers {
-    /// Key: view tag (4 bytes), query type (2 bytes), lowercase question name in wire form.
-    table: HashMap<Box<[u8]>, Entry>,
-    /// Views that answer vpce names as the public view does (they may use its entries).
-    public_vpce: Vec<ViewKey>,
+    shards: Vec<Shard>,
+    entries: AtomicUsize,
 }
 
-/// A view as 4 bytes: the VPC index + 1 (0 = public), high bit for "through an inbound endpoint".
-fn tag(key: ViewKey) -> [u8; 4] {
-    let v = key.vpc.map_or(0, |v| v + 1) | (u32::from(key.via_inbound) << 31);
-    v.to_be_bytes()
-}
-
-/// Writes the lookup key into `buf`.
-pub(crate) fn key_into(buf: &mut Vec<u8>, view: ViewKey, qtype: u16, lower_name: &[u8]) {
+/// Writes the lookup key into `buf`: view (4 bytes), query type (2 bytes), lowercase question name in wire form.
+fn key_into(buf: &mut Vec<u8>, view: ViewKey, qtype: u16, lower_name: &[u8]) -> usize {
+    let tag = view.vpc.map_or(0, |v| v + 1) | (u32::from(view.via_inbound) << 31);
     buf.clear();
-    buf.extend_from_slice(&tag(view));
+    buf.extend_from_slice(&tag.to_be_bytes());
     buf.extend_from_slice(&qtype.to_be_bytes());
     buf.extend_from_slice(lower_name);
+    let mut h = Fnv::default();
+    h.write(buf);
+    (h.finish() % SHARDS as u64) as usize
 }
 
 impl Answers {
-    pub(crate) fn build(resolver: &Resolver) -> Self {
-        let mut table = HashMap::new();
-        let mut public_vpce = Vec::new();
-        let mut query_buf = Vec::new();
-        let mut key = Vec::new();
-        for view_key in resolver.view_keys() {
-            if resolver.sees_public_vpce_names(view_key) {
-                public_vpce.push(view_key);
-            }
-            let view = resolver.view_of(view_key, String::new());
-            let mut names = resolver.static_names(view_key);
-            names.sort();
-            names.dedup();
-            for name in names {
-                for qtype in TYPES {
-                    let decision = resolver.resolve_in(view.clone(), &name, qtype);
-                    let kind = super::handler::kind_of(&decision.decided_by);
-                    let kind = super::metrics::KINDS
-                        .iter()
-                        .copied()
-                        .find(|k| *k == kind)
-                        .unwrap_or("other");
-                    let Outcome::Answer {
-                        rcode,
-                        authoritative,
-                        answers,
-                        authority,
-                    } = decision.outcome
-                    else {
-                        continue;
-                    };
-                    wire::build_query(0, &name, qtype, false, &mut query_buf);
-                    // build_query adds EDNS; prepared bodies are EDNS-independent, so strip it before parsing.
-                    let Some(plain) = strip_opt(&query_buf) else {
-                        continue;
-                    };
-                    let Ok(query) = wire::parse_query(&plain) else {
-                        continue;
-                    };
-                    let reply = Reply {
-                        rcode,
-                        authoritative,
-                        answers: &answers,
-                        authority: &authority,
-                        additional: &[],
-                        ede: None,
-                    };
-                    let Some(prepared) = Prepared::new(&query, &reply) else {
-                        continue;
-                    };
-                    let mut lower = Vec::new();
-                    if wire::peek(&plain, &mut lower).is_none() {
-                        continue;
-                    }
-                    key_into(&mut key, view_key, u16::from(qtype), &lower);
-                    table.insert(
-                        key.as_slice().into(),
-                        Entry {
-                            reply: prepared,
-                            kind,
-                            rcode,
-                        },
-                    );
-                }
-            }
+    pub(crate) fn new() -> Self {
+        Self {
+            shards: (0..SHARDS).map(|_| RwLock::default()).collect(),
+            entries: AtomicUsize::new(0),
         }
-        Self { table, public_vpce }
     }
 
-    /// The prepared answer for a question in `view`, if there is one.
-    pub(crate) fn get(
+    /// Runs `use_entry` on the prepared answer for a question in `view`, if there is one.
+    pub(crate) fn with<R>(
         &self,
         view: ViewKey,
         qtype: u16,
         lower_name: &[u8],
         key: &mut Vec<u8>,
-    ) -> Option<&Entry> {
-        key_into(key, view, qtype, lower_name);
-        if let Some(p) = self.table.get(key.as_slice()) {
-            return Some(p);
-        }
-        if view.vpc.is_some() && self.public_vpce.contains(&view) {
-            key_into(
-                key,
-                ViewKey {
-                    vpc: None,
-                    via_inbound: false,
-                },
-                qtype,
-                lower_name,
-            );
-            return self.table.get(key.as_slice());
-        }
-        None
+        use_entry: impl FnOnce(&Entry) -> R,
+    ) -> Option<R> {
+        let shard = key_into(key, view, qtype, lower_name);
+        let map = self.shards[shard].read().ok()?;
+        map.get(key.as_slice()).map(use_entry)
     }
 
-    /// How many answers are prepared (logged at start-up).
-    pub(crate) fn len(&self) -> usize {
-        self.table.len()
-    }
-}
-
-/// The query without its OPT record (ARCOUNT 0).
-fn strip_opt(packet: &[u8]) -> Option<Vec<u8>> {
-    let mut lower = Vec::new();
-    wire::peek(packet, &mut lower)?;
-    let end = 12 + lower.len() + 4;
-    let mut plain = packet.get(..end)?.to_vec();
-    plain[11] = 0;
-    Some(plain)
-}
-
-#[cfg(test)]
-mod tests {
-    use std::str::FromStr;
-
-    use hickory_proto::rr::Name;
-
-    use super::*;
-    use crate::resolve::Client;
-
-    /// Every prepared answer equals what the full path encodes for the same query.
-    #[test]
-    fn prepared_answers_match_the_full_path() {
-        let topo = crate::topology::load(&[concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/zones/scenarios/reference-lab.yaml"
-        )])
-        .expect("lab");
-        let resolver = Resolver::new(topo);
-        let answers = Answers::build(&resolver);
-        assert!(
-            answers.len() > 50,
-            "only {} prepared answers",
-            answers.len()
-        );
-        let client = Client {
-            src: "10.0.1.25".parse().expect("ip"),
-            local: None,
-        };
-        let view = resolver.view_key(client);
-        for (qname, qtype) in [
-            ("EC2.us-east-1.amazonaws.com.", RecordType::A),
-            ("db.internal.example.com.", RecordType::AAAA),
-            (
-                "vpce-0e1c2a3b4d5f60001-k3x9p2qz.ec2.us-east-1.vpce.amazonaws.com.",
-                RecordType::A,
-            ),
-        ] {
-            let name = Name::from_str(qname).expect("name");
-            let mut packet = Vec::new();
-            wire::build_query(77, &name, qtype, true, &mut packet);
-            let mut lower = Vec::new();
-            let peek = wire::peek(&packet, &mut lower).expect("peek");
-            let mut key = Vec::new();
-            let prepared = answers
-                .get(view, u16::from(qtype), &lower, &mut key)
-                .expect("prepared");
-            let mut fast = Vec::new();
-            assert!(wire::encode_prepared(
-                &packet,
-                &peek,
-                &prepared.reply,
-                1232,
-                &mut fast
-            ));
-            let query = wire::parse_query(&packet).expect("query");
-            let d = resolver.resolve(client, &name, qtype);
-            let Outcome::Answer {
-                rcode,
-                authoritative,
-                answers,
-                authority,
-            } = d.outcome
-            else {
-                panic!("not an answer")
-            };
-            let reply = Reply {
-                rcode,
-                authoritative,
-                answers: &answers,
-                authority: &authority,
-                additional: &[],
-                ede: None,
-            };
-            let mut full = Vec::new();
-            wire::encode_reply(&query, &reply, 1232, &mut full);
-            assert_eq!(fast, full, "{qname} {qtype}");
+    /// Keeps an answer the engine just gave, unless the table is full.
+    pub(crate) fn insert(&self, view: ViewKey, qtype: u16, lower_name: &[u8], entry: Entry) {
+        if self.entries.load(Ordering::Relaxed) >= MAX_ENTRIES {
+            return;
+        }
+        let mut key = Vec::with_capacity(6 + lower_name.len());
+        let shard = key_into(&mut key, view, qtype, lower_name);
+        if let Ok(mut map) = self.shards[shard].write()
+            && map.insert(key.into_boxed_slice(), entry).is_none()
+        {
+            self.entries.fetch_add(1, Ordering::Relaxed);
         }
     }
 }

@@ -14,6 +14,8 @@ use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 use tracing::{debug, info};
 
 use super::Snapshot;
+use super::answers::{Entry, preparable};
+use super::metrics::KINDS;
 use crate::resolve::{Client, Decision, Forwarding, Outcome};
 use crate::upstream::{Forwarder, Route};
 use crate::wire::{self, ParseError, Query, Reply};
@@ -86,33 +88,39 @@ pub(crate) fn handle(
     out: &mut Vec<u8>,
 ) -> Handled {
     let started = Instant::now();
-    // Hot path: a plain query whose answer was prepared at load time is answered by copying bytes. Not taken while
+    // Hot path: a plain query whose fixed answer was prepared before is answered by copying bytes. Not taken while
     // queries are logged or traced, so every logged query has its span and decision.
-    if !snap.query_log
+    let peek = wire::peek(packet, &mut scratch.lower);
+    if let Some(peek) = &peek
+        && !snap.query_log
         && !tracing::enabled!(tracing::Level::DEBUG)
-        && let Some(peek) = wire::peek(packet, &mut scratch.lower)
     {
         let src_ip = src.ip().to_canonical();
         if snap.allowed(src_ip) {
             let view = snap.resolver.view_key(Client { src: src_ip, local });
-            if let Some(prepared) =
-                snap.answers
-                    .get(view, peek.qtype, &scratch.lower, &mut scratch.key)
-            {
-                let limit = match protocol {
-                    Protocol::Udp => peek.udp_limit(),
-                    Protocol::Tcp => 65535,
-                };
-                if wire::encode_prepared(packet, &peek, &prepared.reply, limit, out) {
-                    snap.metrics.answered(
-                        snap.view_name(view),
-                        prepared.kind,
-                        prepared.rcode,
-                        protocol,
-                        started.elapsed(),
-                    );
-                    return Handled::Reply;
-                }
+            let limit = match protocol {
+                Protocol::Udp => peek.udp_limit(),
+                Protocol::Tcp => 65535,
+            };
+            let done = snap.answers.with(
+                view,
+                peek.qtype,
+                &scratch.lower,
+                &mut scratch.key,
+                |entry| {
+                    wire::encode_prepared(packet, peek, &entry.reply, limit, out)
+                        .then_some((entry.kind, entry.rcode))
+                },
+            );
+            if let Some(Some((kind, rcode))) = done {
+                snap.metrics.answered(
+                    snap.view_name(view),
+                    kind,
+                    rcode,
+                    protocol,
+                    started.elapsed(),
+                );
+                return Handled::Reply;
             }
         }
     }
@@ -247,6 +255,48 @@ pub(crate) fn handle(
         let explanation =
             crate::explain::explain(&snap.resolver, client, &query.name, query.qtype, &decision);
         debug!(explanation = %explanation.render(), "decision");
+    }
+    if decision.fixed
+        && peek.is_some()
+        && preparable(query.qtype)
+        && let Outcome::Answer {
+            rcode,
+            authoritative,
+            answers,
+            authority,
+        } = &decision.outcome
+    {
+        // Keep the engine's answer for the next query of this view, name and type.
+        let plain = Query {
+            edns: None,
+            ..query.clone()
+        };
+        let reply = Reply {
+            rcode: *rcode,
+            authoritative: *authoritative,
+            answers,
+            authority,
+            additional: &[],
+            ede: None,
+        };
+        if let Some(prepared) = wire::Prepared::new(&plain, &reply) {
+            let kind = KINDS
+                .iter()
+                .copied()
+                .find(|k| *k == kind_of(&decision.decided_by))
+                .unwrap_or("other");
+            let view = snap.resolver.view_key(client);
+            snap.answers.insert(
+                view,
+                u16::from(query.qtype),
+                &scratch.lower,
+                Entry {
+                    reply: prepared,
+                    kind,
+                    rcode: *rcode,
+                },
+            );
+        }
     }
     let Decision {
         view,

@@ -196,7 +196,7 @@ impl Snapshot {
             );
         }
         let resolver = Resolver::new(topo);
-        let answers = answers::Answers::build(&resolver);
+        let answers = answers::Answers::new();
         let view_names = resolver
             .view_keys()
             .into_iter()
@@ -426,7 +426,7 @@ impl Server {
             tasks.push(tokio::spawn(watch_loop(shared.clone())));
         }
         let snap = shared.snapshot.load();
-        info!(topology = %snap.resolver.topology().summary(), prepared_answers = snap.answers.len(), "serving");
+        info!(topology = %snap.resolver.topology().summary(), "serving");
         Ok(RunningServer {
             shared,
             udp: udp_addrs,

@@ -41,13 +41,7 @@ pub(super) fn build(sources: &[(String, String)]) -> Result<Topology, Diagnostic
     let mut files = Vec::new();
     let mut raws = Vec::new();
     for (name, text) in sources {
-        let file = match SourceFile::index(name, text) {
-            Ok(file) => file,
-            Err(diag) => {
-                diags.push(diag);
-                continue;
-            }
-        };
+        let file = SourceFile::new(name, text);
         let value: serde_norway::Value = match serde_norway::from_str(text) {
             Ok(serde_norway::Value::Null) => serde_norway::Value::Mapping(Default::default()),
             Ok(value) => value,
@@ -806,6 +800,8 @@ impl Builder<'_> {
     ) -> Vec<PendingIp> {
         let mut pending = Vec::new();
         let region = self.topo.region.clone();
+        // Thousands of endpoints name a few dozen services: look each up once.
+        let mut catalog: HashMap<String, Option<Service>> = HashMap::new();
         let origins: Vec<_> = Self::origins(ctx).collect();
         for (o, raw) in origins.into_iter().zip(self.raws) {
             for (i, item) in raw.endpoints.iter().enumerate() {
@@ -841,11 +837,12 @@ impl Builder<'_> {
                     continue;
                 };
                 let svc_path = path.key("service");
-                let Some(service) = services
-                    .get(&e.service)
-                    .cloned()
-                    .or_else(|| Catalog::embedded().resolve(&e.service, &region))
-                else {
+                let Some(service) = services.get(&e.service).cloned().or_else(|| {
+                    catalog
+                        .entry(e.service.clone())
+                        .or_insert_with(|| Catalog::embedded().resolve(&e.service, &region))
+                        .clone()
+                }) else {
                     let msg = match full_name_region(&e.service) {
                         Some(r) if r != region => format!(
                             "service `{}` is in region `{r}` but the topology's region is `{region}`; endpoints serve their own region (write `com.amazonaws.{region}.…` or the short name)",

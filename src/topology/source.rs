@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use saphyr_parser::{Event, Parser};
 use serde::de::DeserializeOwned;
@@ -75,90 +75,37 @@ impl fmt::Display for Diagnostic {
 #[derive(Debug)]
 pub(crate) struct SourceFile {
     pub(crate) name: Arc<str>,
+    text: String,
+    /// Built on the first diagnostic: a valid file never pays for it (at 100,000 records it was most of `check`).
+    positions: OnceLock<Positions>,
+}
+
+#[derive(Debug, Default)]
+struct Positions {
     values: HashMap<YamlPath, (usize, usize)>,
     keys: HashMap<YamlPath, (usize, usize)>,
 }
 
 impl SourceFile {
-    /// Indexes `text`; a syntax error is returned as a diagnostic at its position.
-    pub(crate) fn index(name: &str, text: &str) -> Result<Self, Diagnostic> {
-        let name: Arc<str> = Arc::from(name);
-        let mut file = Self {
-            name: name.clone(),
-            values: HashMap::new(),
-            keys: HashMap::new(),
-        };
-        // Per open container: its path, and for mappings whether the next scalar is a key.
-        enum Frame {
-            Map {
-                path: YamlPath,
-                pending_key: Option<String>,
-            },
-            Seq {
-                path: YamlPath,
-                next: usize,
-            },
+    pub(crate) fn new(name: &str, text: &str) -> Self {
+        Self {
+            name: Arc::from(name),
+            text: text.to_string(),
+            positions: OnceLock::new(),
         }
-        let mut stack: Vec<Frame> = Vec::new();
-        for event in Parser::new_from_str(text) {
-            let (event, span) = event.map_err(|err| Diagnostic {
-                file: name.clone(),
-                line: err.marker().line(),
-                col: err.marker().col() + 1,
-                message: format!("YAML syntax: {}", err.info()),
-            })?;
-            let pos = (span.start.line(), span.start.col() + 1);
-            let is_start = matches!(
-                event,
-                Event::Scalar(..)
-                    | Event::Alias(_)
-                    | Event::MappingStart(..)
-                    | Event::SequenceStart(..)
-            );
-            if is_start {
-                // Is this node a mapping key? Then remember it and wait for its value.
-                if let Some(Frame::Map { path, pending_key }) = stack.last_mut()
-                    && pending_key.is_none()
-                {
-                    if let Event::Scalar(key, ..) = &event {
-                        let key = key.to_string();
-                        file.keys.insert(path.key(&key), pos);
-                        *pending_key = Some(key);
-                    }
-                    continue;
-                }
-                let path = match stack.last_mut() {
-                    Some(Frame::Map { path, pending_key }) => {
-                        path.key(&pending_key.take().unwrap_or_default())
-                    }
-                    Some(Frame::Seq { path, next }) => {
-                        *next += 1;
-                        path.index(*next - 1)
-                    }
-                    None => YamlPath::default(),
-                };
-                file.values.insert(path.clone(), pos);
-                match event {
-                    Event::MappingStart(..) => stack.push(Frame::Map {
-                        path,
-                        pending_key: None,
-                    }),
-                    Event::SequenceStart(..) => stack.push(Frame::Seq { path, next: 0 }),
-                    _ => {}
-                }
-            } else if matches!(event, Event::MappingEnd | Event::SequenceEnd) {
-                stack.pop();
-            }
-        }
-        Ok(file)
+    }
+
+    fn positions(&self) -> &Positions {
+        self.positions.get_or_init(|| index(&self.text))
     }
 
     /// The position of the value at `path`, or of its nearest ancestor that exists.
     pub(crate) fn at(&self, path: &YamlPath, message: impl Into<String>) -> Diagnostic {
+        let positions = self.positions();
         let mut probe = Some(path.clone());
         let (line, col) = loop {
             match probe {
-                Some(p) => match self.values.get(&p) {
+                Some(p) => match positions.values.get(&p) {
                     Some(pos) => break *pos,
                     None => probe = p.parent(),
                 },
@@ -170,12 +117,78 @@ impl SourceFile {
 
     /// The position of the key at `path` (for unknown fields), falling back to its value.
     pub(crate) fn at_key(&self, path: &YamlPath, message: impl Into<String>) -> Diagnostic {
-        match self.keys.get(path) {
+        match self.positions().keys.get(path) {
             Some(&(line, col)) => self.diag(line, col, message),
             None => self.at(path, message),
         }
     }
+}
 
+/// Walks the parser's events once, recording the position of every value and mapping key. A syntax error ends the
+/// walk (serde reports it, with its position, before any position is asked for).
+fn index(text: &str) -> Positions {
+    let mut file = Positions::default();
+    // Per open container: its path, and for mappings whether the next scalar is a key.
+    enum Frame {
+        Map {
+            path: YamlPath,
+            pending_key: Option<String>,
+        },
+        Seq {
+            path: YamlPath,
+            next: usize,
+        },
+    }
+    let mut stack: Vec<Frame> = Vec::new();
+    for event in Parser::new_from_str(text) {
+        let Ok((event, span)) = event else { break };
+        let pos = (span.start.line(), span.start.col() + 1);
+        let is_start = matches!(
+            event,
+            Event::Scalar(..)
+                | Event::Alias(_)
+                | Event::MappingStart(..)
+                | Event::SequenceStart(..)
+        );
+        if is_start {
+            // Is this node a mapping key? Then remember it and wait for its value.
+            if let Some(Frame::Map { path, pending_key }) = stack.last_mut()
+                && pending_key.is_none()
+            {
+                if let Event::Scalar(key, ..) = &event {
+                    let key = key.to_string();
+                    file.keys.insert(path.key(&key), pos);
+                    *pending_key = Some(key);
+                }
+                continue;
+            }
+            let path = match stack.last_mut() {
+                Some(Frame::Map { path, pending_key }) => {
+                    path.key(&pending_key.take().unwrap_or_default())
+                }
+                Some(Frame::Seq { path, next }) => {
+                    *next += 1;
+                    path.index(*next - 1)
+                }
+                None => YamlPath::default(),
+            };
+            file.values.insert(path.clone(), pos);
+            match event {
+                Event::MappingStart(..) => stack.push(Frame::Map {
+                    path,
+                    pending_key: None,
+                }),
+                Event::SequenceStart(..) => stack.push(Frame::Seq { path, next: 0 }),
+                _ => {}
+            }
+        } else if matches!(event, Event::MappingEnd | Event::SequenceEnd) {
+            stack.pop();
+        }
+    }
+    file
+}
+
+impl SourceFile {
     fn diag(&self, line: usize, col: usize, message: impl Into<String>) -> Diagnostic {
         Diagnostic {
             file: self.name.clone(),
@@ -195,7 +208,8 @@ impl SourceFile {
     ) -> Option<T> {
         // serde stops at the first unknown field of a `deny_unknown_fields` struct: report it, drop the key and try
         // again, so every unknown key of the item is reported and the item itself is still checked.
-        let mut value = value.clone();
+        // Borrowed until a key has to be removed.
+        let mut value = std::borrow::Cow::Borrowed(value);
         for _ in 0..MAX_UNKNOWN_KEYS {
             let mut unknown = Vec::new();
             let mut on_ignored = |p: serde_ignored::Path<'_>| {
@@ -203,7 +217,7 @@ impl SourceFile {
                 ignored_segments(&p, &mut segs);
                 unknown.push(segs);
             };
-            let ignored = serde_ignored::Deserializer::new(value.clone(), &mut on_ignored);
+            let ignored = serde_ignored::Deserializer::new(value.as_ref(), &mut on_ignored);
             let result: Result<T, _> = serde_path_to_error::deserialize(ignored);
             for segs in unknown {
                 let mut full = path.clone();
@@ -244,7 +258,7 @@ impl SourceFile {
             full.0.extend(rel.iter().cloned());
             let known = known_keys(&full.0);
             diags.push(self.at_key(&full.key(&key), unknown_field_message(&key, &known)));
-            if !remove_key(&mut value, &rel, &key) {
+            if !remove_key(value.to_mut(), &rel, &key) {
                 return None;
             }
         }

@@ -9,5 +9,6 @@ mod import; // `import aws` end to end: moto and hand-written AWS JSON, check, s
 mod library; // the library API for test suites: parse, resolve_once, serve on :0, set_topology, shutdown
 mod netns; // the glibc resolver (getent) in a network namespace against the real binary
 mod peers; // helpers that start real DNS servers on loopback
+mod prepared; // replayed (prepared) answers equal the full path byte for byte
 mod schema; // the committed JSON Schema is the generated one; modelines point at it
 mod serve; // the real binary through real sockets: dig, hickory, dnspython, dnsmasq peers
