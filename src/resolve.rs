@@ -240,6 +240,8 @@ impl Resolver {
                 continue;
             }
             let custom = e.service.evidence == catalog::Evidence::User;
+            // This endpoint's zones so far (a few): names of one endpoint that share a zone merge into it.
+            let mut own_zones: Vec<(Name, usize)> = Vec::new();
             for dns_name in &e.service.private_dns_names {
                 let (wildcard, bare) = match dns_name.strip_prefix("*.") {
                     Some(rest) => (true, rest),
@@ -248,9 +250,11 @@ impl Resolver {
                 let zone_name = name(bare);
                 let key = LowerName::new(&zone_name);
                 // Names of one endpoint that share a zone (s3.R and *.s3.R) merge into it.
-                let zi = match zones.iter().position(|z| {
-                    z.name == zone_name && z.decided_by == format!("endpoint:{}", e.id)
-                }) {
+                let zi = match own_zones
+                    .iter()
+                    .find(|(n, _)| *n == zone_name)
+                    .map(|(_, zi)| *zi)
+                {
                     Some(zi) => zi,
                     None => {
                         zones.push(Zone {
@@ -270,6 +274,7 @@ impl Resolver {
                             .entry(key)
                             .or_default()
                             .push(Authority::Zone(zones.len() - 1));
+                        own_zones.push((zone_name.clone(), zones.len() - 1));
                         zones.len() - 1
                     }
                 };
