@@ -1537,3 +1537,87 @@ fn json_query_log_has_the_fields() {
         "{db}"
     );
 }
+
+// ---------------------------------------------------------------------------------------------------------------
+// The Kubernetes example.
+
+fn k8s_file(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples/kubernetes")
+        .join(name)
+}
+
+#[test]
+fn kubernetes_manifests_validate_against_the_schemas() {
+    let files = ["configmap.yaml", "deployment.yaml", "service.yaml"].map(k8s_file);
+    let out = Command::new("kubernetes-validate")
+        .arg("--strict")
+        .args(&files)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("kubernetes-validate: {e}; install it with `pip install kubernetes-validate`")
+        });
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    assert_eq!(text.matches(" passed for resource ").count(), 3, "{text}");
+}
+
+#[test]
+fn kubernetes_example_topology_and_arguments_serve() {
+    let _serial = serial();
+    // The topology the ConfigMap carries, as the pod sees it.
+    let cm: serde_json::Value =
+        serde_norway::from_str(&std::fs::read_to_string(k8s_file("configmap.yaml")).expect("read"))
+            .expect("configmap YAML");
+    let topo = cm["data"]["topology.yaml"]
+        .as_str()
+        .expect("data.topology.yaml");
+    topology::parse_str(topo).unwrap_or_else(|d| panic!("the example topology is invalid: {d:?}"));
+    let dir = temp_dir("k8s");
+    let file = dir.join("topology.yaml");
+    std::fs::write(&file, topo).expect("write");
+    // The container's arguments, with the ports moved to free loopback ones.
+    let deploy: serde_json::Value = serde_norway::from_str(
+        &std::fs::read_to_string(k8s_file("deployment.yaml")).expect("read"),
+    )
+    .expect("deployment YAML");
+    let args: Vec<String> = deploy["spec"]["template"]["spec"]["containers"][0]["args"]
+        .as_array()
+        .expect("args")
+        .iter()
+        .map(|a| a.as_str().expect("string arg").to_string())
+        .collect();
+    assert_eq!(args[0], "serve");
+    assert!(args.iter().any(|a| a == "--watch"));
+    let args: Vec<String> = args[1..]
+        .iter()
+        .map(|a| match a.as_str() {
+            "/etc/vpc-resolver/topology.yaml" => file.to_str().expect("utf-8").to_string(),
+            "0.0.0.0:53" | "0.0.0.0:9153" => "127.0.0.1:0".to_string(),
+            other => other.to_string(),
+        })
+        .collect();
+    // `Spawned` adds its own --listen first; drop the manifest's.
+    let mut rest: Vec<&str> = Vec::new();
+    let mut it = args.iter().map(String::as_str);
+    while let Some(a) = it.next() {
+        if a == "--listen" {
+            it.next();
+        } else {
+            rest.push(a);
+        }
+    }
+    let srv = Spawned::start(&[], &rest);
+    let m = srv.metrics.expect("metrics");
+    let probe = |path: &str| {
+        deploy["spec"]["template"]["spec"]["containers"][0][path]["httpGet"]["path"]
+            .as_str()
+            .expect("probe path")
+            .to_string()
+    };
+    assert_eq!(http_get(m, &probe("readinessProbe")).0, 200);
+    assert_eq!(http_get(m, &probe("livenessProbe")).0, 200);
+    let reply = ask(srv.udp, &a(1, "db.lab.internal"));
+    assert_eq!(a_records(&reply), [Ipv4Addr::new(10, 0, 1, 100)]);
+}
