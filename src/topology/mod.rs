@@ -344,3 +344,5 @@ pub struct Network {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod robust_tests;

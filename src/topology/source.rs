@@ -230,6 +230,10 @@ impl SourceFile {
                 let message = if let Some(field) = inner.strip_prefix("unknown field ") {
                     // deny_unknown_fields: same wording as the serde_ignored path above.
                     let key = field.split('`').nth(1).unwrap_or(field).to_string();
+                    // The error's path already ends with the unknown key; the known ones are its siblings.
+                    if matches!(full.0.last(), Some(Seg::Key(k)) if *k == key) {
+                        full.0.pop();
+                    }
                     let known = known_keys(&full.0);
                     let at = full.key(&key);
                     diags.push(self.at_key(&at, unknown_field_message(&key, &known)));
