@@ -52,7 +52,8 @@ enum Command {
         /// View for clients that match nothing: a VPC id or name, or `public`.
         #[arg(long)]
         default_view: Option<String>,
-        /// Also allow these source networks (default: loopback, VPC CIDRs, clients, networks).
+        /// Also allow these source networks (always allowed: VPC CIDRs, clients, networks; loopback too unless the
+        /// topology writes `allow`).
         #[arg(long)]
         allow: Vec<IpNet>,
         /// UDP responses per second per client /24 (IPv4) or /56 (IPv6); beyond it every 2nd response is sent

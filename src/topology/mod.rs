@@ -343,6 +343,6 @@ pub struct Network {
 }
 
 #[cfg(test)]
-mod tests;
-#[cfg(test)]
 mod robust_tests;
+#[cfg(test)]
+mod tests;
