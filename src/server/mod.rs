@@ -821,12 +821,16 @@ async fn metrics_loop(listener: TcpListener, shared: Arc<Shared>) {
         };
         let shared = shared.clone();
         tokio::spawn(async move {
+            // Read until the request line is complete: one read may return only part of it.
             let mut req = [0u8; 1024];
-            let Ok(Ok(n)) =
-                tokio::time::timeout(Duration::from_secs(2), stream.read(&mut req)).await
-            else {
-                return;
-            };
+            let mut n = 0;
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+            while n < req.len() && !req[..n].contains(&b'\n') {
+                match tokio::time::timeout_at(deadline, stream.read(&mut req[n..])).await {
+                    Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
+                    Ok(Ok(read)) => n += read,
+                }
+            }
             let line = String::from_utf8_lossy(&req[..n]);
             let path = line.split_whitespace().nth(1).unwrap_or("/");
             let (status, body) = match path {

@@ -412,7 +412,9 @@ fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     let mut s = TcpStream::connect(addr).expect("connect metrics");
     s.set_read_timeout(Some(Duration::from_secs(3)))
         .expect("timeout");
-    write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").expect("write");
+    // One write: the request as a real client sends it.
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes())
+        .expect("write");
     let mut text = String::new();
     let _ = s.read_to_string(&mut text);
     let status = text
@@ -1394,6 +1396,17 @@ fn metrics_health_readiness_and_draining_on_sigterm() {
     assert_eq!(http_get(m, "/healthz").0, 200);
     assert_eq!(http_get(m, "/readyz").0, 200);
     assert_eq!(http_get(m, "/nope").0, 404);
+    // A request line that arrives in pieces is still read whole.
+    let mut s = TcpStream::connect(m).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(3)))
+        .expect("timeout");
+    for piece in ["GET ", "/hea", "lthz HTTP/1.0\r\n", "\r\n"] {
+        s.write_all(piece.as_bytes()).expect("write");
+        thread::sleep(Duration::from_millis(50));
+    }
+    let mut text = String::new();
+    let _ = s.read_to_string(&mut text);
+    assert!(text.starts_with("HTTP/1.0 200"), "{text}");
 
     ask(srv.udp, &a(1, "db.lab.internal"));
     tcp_ask(srv.tcp, &a(2, "db.lab.internal"));
