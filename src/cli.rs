@@ -15,7 +15,7 @@ use vpc_resolver::catalog::Catalog;
 use vpc_resolver::explain;
 use vpc_resolver::resolve::{Client, Resolver};
 use vpc_resolver::server::{Server, ServerConfig, TopologySource};
-use vpc_resolver::topology::{self, LoadError, Upstream};
+use vpc_resolver::topology::{self, LoadError, RateLimit, Upstream};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -53,9 +53,14 @@ enum Command {
         /// View for clients that match nothing: a VPC id or name, or `public`.
         #[arg(long)]
         default_view: Option<String>,
-        /// Also allow these source networks (default: loopback, VPC CIDRs, clients, networks).
+        /// Also allow these source networks (always allowed: VPC CIDRs, clients, networks; loopback too unless the
+        /// topology writes `allow`).
         #[arg(long)]
         allow: Vec<IpNet>,
+        /// UDP responses per second per client /24 (IPv4) or /56 (IPv6); beyond it every 2nd response is sent
+        /// truncated and the rest dropped. Loopback is exempt. Replaces the topology's `rate_limit`.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+        rate_limit: Option<u32>,
         #[arg(long, value_enum, default_value = "text")]
         log_format: LogFormat,
         /// One log line per query (on by default with --log-format json).
@@ -130,6 +135,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             upstream,
             default_view,
             allow,
+            rate_limit,
             log_format,
             query_log,
             watch,
@@ -158,6 +164,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 upstream,
                 default_view,
                 allow,
+                rate_limit: rate_limit.map(RateLimit::new),
                 query_log: query_log || matches!(log_format, LogFormat::Json),
                 watch,
                 metrics,

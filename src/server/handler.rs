@@ -422,6 +422,16 @@ pub(crate) fn handle(
     }
 }
 
+/// An empty reply with TC=1 for a rate-limited client (RRL slip); `false` if the packet is no query.
+pub(crate) fn truncated(packet: &[u8], out: &mut Vec<u8>) -> bool {
+    let Ok(query) = wire::parse_query(packet) else {
+        return false;
+    };
+    // No records: the TC bit alone tells the client to come back over TCP.
+    wire::encode_reply(&query, &Reply::empty(ResponseCode::NoError), 512, out);
+    out.get_mut(2).map(|flags| *flags |= 0x02).is_some()
+}
+
 /// Carries out a forwarded question and encodes the reply into `out`.
 pub(crate) async fn forward(
     snap: Arc<Snapshot>,

@@ -40,7 +40,8 @@ pub struct Metrics {
     latency: [AtomicU64; 11],
     latency_sum_us: AtomicU64,
     refused_acl: AtomicU64,
-    rate_limited: AtomicU64,
+    /// [dropped, slipped]
+    rate_limited: [AtomicU64; 2],
     reload_ok: AtomicU64,
     reload_failed: AtomicU64,
 }
@@ -98,6 +99,10 @@ impl Metrics {
 
     pub(crate) fn refused(&self) {
         self.refused_acl.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn rate_limited(&self, slipped: bool) {
+        self.rate_limited[usize::from(slipped)].fetch_add(1, Relaxed);
     }
 
     pub(crate) fn reload(&self, ok: bool) {
@@ -167,8 +172,9 @@ impl Metrics {
         );
         let _ = writeln!(
             s,
-            "# TYPE vpc_resolver_rate_limited_total counter\nvpc_resolver_rate_limited_total {}",
-            self.rate_limited.load(Relaxed)
+            "# HELP vpc_resolver_rate_limited_total UDP responses withheld by rate limiting: dropped, or sent truncated (slip).\n# TYPE vpc_resolver_rate_limited_total counter\nvpc_resolver_rate_limited_total{{action=\"drop\"}} {}\nvpc_resolver_rate_limited_total{{action=\"slip\"}} {}",
+            self.rate_limited[0].load(Relaxed),
+            self.rate_limited[1].load(Relaxed)
         );
         let _ = writeln!(
             s,

@@ -8,6 +8,7 @@
 mod answers;
 mod handler;
 mod metrics;
+mod rrl;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -27,7 +28,7 @@ pub use handler::Protocol;
 pub use metrics::Metrics;
 
 use crate::resolve::{Forwarding, Resolver};
-use crate::topology::{self, Diagnostics, LoadError, Topology, Upstream};
+use crate::topology::{self, Diagnostics, LoadError, RateLimit, Topology, Upstream};
 use crate::upstream::{Forwarder, ForwarderConfig, Route};
 
 /// Where the topology comes from; `Files` and `Embedded` can be reloaded.
@@ -65,6 +66,8 @@ pub struct ServerConfig {
     pub default_view: Option<String>,
     /// Sources allowed besides the defaults.
     pub allow: Vec<IpNet>,
+    /// Replaces the topology's `rate_limit` (UDP response rate limiting).
+    pub rate_limit: Option<RateLimit>,
     /// One log event per query (the JSON log is meant for this).
     pub query_log: bool,
     /// Reload when a topology file changes.
@@ -89,6 +92,7 @@ impl Default for ServerConfig {
             upstream: None,
             default_view: None,
             allow: Vec::new(),
+            rate_limit: None,
             query_log: false,
             watch: false,
             metrics: None,
@@ -122,6 +126,7 @@ pub(crate) struct Snapshot {
     /// View names, for metrics on the hot path.
     view_names: HashMap<crate::resolve::ViewKey, String>,
     allow: Vec<IpNet>,
+    rate_limit: Option<RateLimit>,
     routes: HashMap<String, Route>,
     system: Vec<SocketAddr>,
     pub(crate) query_log: bool,
@@ -149,11 +154,14 @@ impl Snapshot {
                     .ok_or_else(|| ServeError::UnknownView(view.clone()))?,
             };
         }
-        // Default access: loopback, every VPC, its clients and the client networks (no open resolver).
-        let mut allow: Vec<IpNet> = vec![
-            "127.0.0.0/8".parse().unwrap_or_default(),
-            "::1/128".parse().unwrap_or_default(),
-        ];
+        // Access: every VPC, its clients and the client networks (no open resolver), plus `allow`. Loopback is
+        // admitted by default, but a topology that writes `allow` lists exactly the extra sources it wants, so a
+        // lab can exclude part of 127/8. `--allow` (cfg.allow) only ever adds.
+        let mut allow: Vec<IpNet> = if topo.allow_explicit {
+            Vec::new()
+        } else {
+            topology::loopback()
+        };
         for vpc in &topo.vpcs {
             allow.extend(vpc.cidrs.iter().map(|c| IpNet::V4(*c)));
             allow.extend(vpc.ipv6_cidr.map(IpNet::V6));
@@ -195,6 +203,7 @@ impl Snapshot {
                 },
             );
         }
+        let rate_limit = cfg.rate_limit.clone().or_else(|| topo.rate_limit.clone());
         let resolver = Resolver::new(topo);
         let answers = answers::Answers::new();
         let view_names = resolver
@@ -207,6 +216,7 @@ impl Snapshot {
             answers,
             view_names,
             allow,
+            rate_limit,
             routes,
             system,
             query_log: cfg.query_log,
@@ -240,6 +250,56 @@ impl Snapshot {
     }
 }
 
+/// What [`Responder::answer`] did with a packet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answered {
+    /// The reply the server would send.
+    Reply(Vec<u8>),
+    /// The server would send nothing.
+    Drop,
+    /// The question needs an upstream (not contacted here).
+    Forward,
+}
+
+/// The request path without sockets: the same admission, decision and encoding the server runs for each
+/// datagram or TCP message. For fuzzing and for unit-level tests of protocol rules.
+pub struct Responder {
+    snap: Snapshot,
+}
+
+impl Responder {
+    /// A responder for `topology` with the server's defaults (`config.source` is ignored).
+    pub fn new(topology: Topology, config: &ServerConfig) -> Result<Self, ServeError> {
+        let snap = Snapshot::new(topology, config, &[], Arc::new(Metrics::default()))?;
+        Ok(Self { snap })
+    }
+
+    /// Handles one request from `src` arriving on `local`.
+    pub fn answer(
+        &self,
+        packet: &[u8],
+        src: SocketAddr,
+        local: Option<IpAddr>,
+        protocol: Protocol,
+    ) -> Answered {
+        let mut out = Vec::new();
+        let mut scratch = handler::Scratch::default();
+        match handler::handle(
+            &self.snap,
+            packet,
+            src,
+            local,
+            protocol,
+            &mut scratch,
+            &mut out,
+        ) {
+            handler::Handled::Reply => Answered::Reply(out),
+            handler::Handled::Drop => Answered::Drop,
+            handler::Handled::Forward(_) => Answered::Forward,
+        }
+    }
+}
+
 /// The nameservers of /etc/resolv.conf, without this server itself (a loop).
 fn system_nameservers(local: &[SocketAddr]) -> Vec<SocketAddr> {
     let text = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
@@ -264,6 +324,7 @@ struct Shared {
     drained: Notify,
     ready: AtomicBool,
     tcp: TcpSlots,
+    rrl: rrl::Table,
 }
 
 /// A running server. Dropping it does not stop it; call [`RunningServer::shutdown`].
@@ -398,6 +459,7 @@ impl Server {
             in_flight: AtomicUsize::new(0),
             drained: Notify::new(),
             ready: AtomicBool::new(true),
+            rrl: rrl::Table::default(),
         });
         let mut tasks = Vec::new();
         for sock in udp_sockets {
@@ -610,7 +672,7 @@ async fn udp_loop(sock: Arc<UdpSocket>, shared: Arc<Shared>) {
             _ = shutdown.changed() => return,
         };
         let snap = shared.snapshot.load_full();
-        match handler::handle(
+        let handled = handler::handle(
             &snap,
             &buf[..n],
             src,
@@ -618,7 +680,27 @@ async fn udp_loop(sock: Arc<UdpSocket>, shared: Arc<Shared>) {
             Protocol::Udp,
             &mut scratch,
             &mut out,
-        ) {
+        );
+        // Rate limiting counts responses, so it is checked once we know there is one, and before forwarding.
+        if !matches!(handled, handler::Handled::Drop)
+            && let Some(policy) = &snap.rate_limit
+        {
+            match shared.rrl.check(src.ip(), policy) {
+                rrl::Verdict::Send => {}
+                rrl::Verdict::Slip => {
+                    snap.metrics.rate_limited(true);
+                    if handler::truncated(&buf[..n], &mut out) {
+                        send_udp(&sock, &out, src).await;
+                    }
+                    continue;
+                }
+                rrl::Verdict::Drop => {
+                    snap.metrics.rate_limited(false);
+                    continue;
+                }
+            }
+        }
+        match handled {
             handler::Handled::Reply => send_udp(&sock, &out, src).await,
             handler::Handled::Drop => {}
             handler::Handled::Forward(job) => {
@@ -825,12 +907,16 @@ async fn metrics_loop(listener: TcpListener, shared: Arc<Shared>) {
         };
         let shared = shared.clone();
         tokio::spawn(async move {
+            // Read until the request line is complete: one read may return only part of it.
             let mut req = [0u8; 1024];
-            let Ok(Ok(n)) =
-                tokio::time::timeout(Duration::from_secs(2), stream.read(&mut req)).await
-            else {
-                return;
-            };
+            let mut n = 0;
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+            while n < req.len() && !req[..n].contains(&b'\n') {
+                match tokio::time::timeout_at(deadline, stream.read(&mut req[n..])).await {
+                    Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
+                    Ok(Ok(read)) => n += read,
+                }
+            }
             let line = String::from_utf8_lossy(&req[..n]);
             let path = line.split_whitespace().nth(1).unwrap_or("/");
             let (status, body) = match path {

@@ -160,6 +160,8 @@ impl<'r> Builder<'r> {
                 upstream: vec![Upstream::System],
                 default_view: ViewRef::Public,
                 allow: Vec::new(),
+                allow_explicit: false,
+                rate_limit: None,
                 vpcs: Vec::new(),
                 endpoints: Vec::new(),
                 hosted_zones: Vec::new(),
@@ -266,7 +268,19 @@ impl<'r> Builder<'r> {
                     }
                 }
             }
+            if let Some(rl) = &raw.rate_limit {
+                let path = YamlPath::default().key("rate_limit");
+                if self.topo.rate_limit.is_some() {
+                    ctx.err(
+                        o.file,
+                        &path,
+                        "`rate_limit` is set in more than one file; set it in one",
+                    );
+                }
+                self.topo.rate_limit = Some(rate_limit(ctx, o.file, &path, rl));
+            }
             if let Some(list) = &raw.allow {
+                self.topo.allow_explicit = true;
                 for (i, text) in list.iter().enumerate() {
                     match parse_net(text) {
                         Ok(net) => self.topo.allow.push(net),
@@ -1831,6 +1845,59 @@ fn parse_v6_net(text: &str) -> Result<Ipv6Net, String> {
         ));
     }
     Ok(net)
+}
+
+/// Validates `rate_limit`; every problem is reported, defaults fill what is absent.
+fn rate_limit(
+    ctx: &mut Ctx<'_>,
+    file: &SourceFile,
+    path: &YamlPath,
+    raw: &raw::RateLimit,
+) -> super::RateLimit {
+    let mut rl = super::RateLimit::new(raw.responses_per_second);
+    if raw.responses_per_second == 0 {
+        ctx.err(
+            file,
+            &path.key("responses_per_second"),
+            "responses_per_second must be at least 1; remove `rate_limit` to turn limiting off",
+        );
+    }
+    if let Some(slip) = raw.slip {
+        if slip > 10 {
+            ctx.err(file, &path.key("slip"), format!("slip {slip} is out of range; write 0 (drop every limited response) to 10 (BIND's range), default 2"));
+        }
+        rl.slip = slip;
+    }
+    if let Some(p) = raw.ipv4_prefix {
+        if !(1..=32).contains(&p) {
+            ctx.err(
+                file,
+                &path.key("ipv4_prefix"),
+                format!("ipv4_prefix {p} is out of range; write 1 to 32 (default 24)"),
+            );
+        }
+        rl.ipv4_prefix = p.clamp(1, 32);
+    }
+    if let Some(p) = raw.ipv6_prefix {
+        if !(1..=128).contains(&p) {
+            ctx.err(
+                file,
+                &path.key("ipv6_prefix"),
+                format!("ipv6_prefix {p} is out of range; write 1 to 128 (default 56)"),
+            );
+        }
+        rl.ipv6_prefix = p.clamp(1, 128);
+    }
+    if let Some(list) = &raw.exempt {
+        rl.exempt.clear();
+        for (i, text) in list.iter().enumerate() {
+            match parse_net(text) {
+                Ok(net) => rl.exempt.push(net),
+                Err(msg) => ctx.err(file, &path.key("exempt").index(i), msg),
+            }
+        }
+    }
+    rl
 }
 
 fn parse_net(text: &str) -> Result<IpNet, String> {

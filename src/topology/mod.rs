@@ -89,6 +89,45 @@ pub fn default_topology() -> Result<Topology, Diagnostics> {
     parse(&[("zones/default.yaml".to_string(), DEFAULT_YAML.to_string())])
 }
 
+/// Response rate limiting per client network, like BIND's RRL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateLimit {
+    /// Responses per second per client network (at least 1).
+    pub responses_per_second: u32,
+    /// Every Nth limited response goes out truncated (TC=1); 0 = none, all limited responses are dropped.
+    pub slip: u32,
+    /// IPv4 clients are grouped by this prefix length (1-32).
+    pub ipv4_prefix: u8,
+    /// IPv6 clients are grouped by this prefix length (1-128).
+    pub ipv6_prefix: u8,
+    /// Never limited.
+    pub exempt: Vec<IpNet>,
+}
+
+impl RateLimit {
+    /// `responses_per_second` per /24 and /56, slip 2, loopback exempt.
+    pub fn new(responses_per_second: u32) -> Self {
+        Self {
+            responses_per_second: responses_per_second.max(1),
+            slip: 2,
+            ipv4_prefix: 24,
+            ipv6_prefix: 56,
+            exempt: loopback(),
+        }
+    }
+}
+
+/// 127.0.0.0/8 and ::1.
+pub fn loopback() -> Vec<IpNet> {
+    vec![
+        IpNet::V4(ipnet::Ipv4Net::new_assert(std::net::Ipv4Addr::LOCALHOST, 8).trunc()),
+        IpNet::V6(ipnet::Ipv6Net::new_assert(
+            std::net::Ipv6Addr::LOCALHOST,
+            128,
+        )),
+    ]
+}
+
 #[derive(Debug, Clone)]
 pub struct Topology {
     pub region: String,
@@ -96,8 +135,12 @@ pub struct Topology {
     pub dns_suffix: &'static str,
     pub upstream: Vec<Upstream>,
     pub default_view: ViewRef,
-    /// Sources allowed to query besides the defaults (loopback, VPC CIDRs, clients, networks).
+    /// Sources allowed to query besides VPC CIDRs, clients and networks.
     pub allow: Vec<IpNet>,
+    /// A file wrote `allow`: loopback is then admitted only if listed (so a lab can exclude part of 127/8).
+    pub allow_explicit: bool,
+    /// Response rate limiting (UDP only); `None` = off.
+    pub rate_limit: Option<RateLimit>,
     pub vpcs: Vec<Vpc>,
     pub endpoints: Vec<Endpoint>,
     pub hosted_zones: Vec<HostedZone>,
@@ -310,5 +353,7 @@ pub struct Network {
     pub via_inbound: Option<usize>,
 }
 
+#[cfg(test)]
+mod robust_tests;
 #[cfg(test)]
 mod tests;

@@ -21,8 +21,11 @@ pub struct File {
     pub upstream: Option<Vec<String>>,
     /// View for clients that match nothing: a VPC id (or name), or `public` (the default).
     pub default_view: Option<String>,
-    /// Source networks allowed to query; default: loopback, every VPC CIDR, `clients` and `networks`.
+    /// Extra source networks allowed to query. Every VPC CIDR, `clients` and `networks` are always allowed;
+    /// loopback is allowed only while no file writes `allow` (list `127.0.0.0/8` here to keep it).
     pub allow: Option<Vec<String>>,
+    /// Response rate limiting for UDP clients (like BIND's RRL); off when absent.
+    pub rate_limit: Option<RateLimit>,
     #[serde(default)]
     pub vpcs: Vec<Lenient<Vpc>>,
     /// Endpoints: a full mapping, or just a service name (`ec2`) for an interface endpoint in the only VPC.
@@ -39,6 +42,23 @@ pub struct File {
     /// Client networks outside any VPC (on-premises, other clouds).
     #[serde(default)]
     pub networks: Vec<Lenient<Network>>,
+}
+
+/// Response rate limiting per client network.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    /// Responses per second per client network before limiting starts.
+    pub responses_per_second: u32,
+    /// Every Nth limited response is sent truncated (TC=1) so real clients retry over TCP; 0 = drop them all.
+    /// Default 2.
+    pub slip: Option<u32>,
+    /// IPv4 clients are grouped by this prefix length; default 24.
+    pub ipv4_prefix: Option<u8>,
+    /// IPv6 clients are grouped by this prefix length; default 56.
+    pub ipv6_prefix: Option<u8>,
+    /// Source networks never limited; default: loopback. A list replaces the default.
+    pub exempt: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
