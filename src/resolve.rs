@@ -73,6 +73,24 @@ pub struct Step {
     pub reference: &'static str,
 }
 
+/// The steps of a decision, put into words only when someone will read them.
+pub(crate) struct Trace(Option<Vec<Step>>);
+
+impl Trace {
+    fn add(&mut self, reference: &'static str, text: impl FnOnce() -> String) {
+        if let Some(steps) = &mut self.0 {
+            steps.push(Step {
+                text: text(),
+                reference,
+            });
+        }
+    }
+
+    fn into_steps(self) -> Vec<Step> {
+        self.0.unwrap_or_default()
+    }
+}
+
 /// What to do with the question.
 #[derive(Debug, Clone)]
 pub enum Outcome {
@@ -598,27 +616,38 @@ impl Resolver {
         keys
     }
 
-    /// Decides the answer for one question.
+    /// Decides the answer for one question, with the trace of why.
     pub fn resolve(&self, client: Client, qname: &Name, qtype: RecordType) -> Decision {
-        self.resolve_in(self.view(client), qname, qtype)
+        self.resolve_in(self.view(client), qname, qtype, true)
     }
 
-    /// Decides the answer for one question in a given view.
-    pub fn resolve_in(&self, view: View, qname: &Name, qtype: RecordType) -> Decision {
-        let mut trace = vec![Step {
-            text: format!("view {}: {}", view.name, view.why),
-            reference: "spec: Which view answers a client; §6.1, §6.2",
-        }];
+    /// The same decision without putting the reasons into words (`Decision::trace` stays empty): the query path.
+    pub fn decide(&self, client: Client, qname: &Name, qtype: RecordType) -> Decision {
+        self.resolve_in(self.view(client), qname, qtype, false)
+    }
+
+    /// Decides the answer for one question in a given view; `explain` asks for the trace.
+    pub fn resolve_in(
+        &self,
+        view: View,
+        qname: &Name,
+        qtype: RecordType,
+        explain: bool,
+    ) -> Decision {
+        let mut trace = Trace(explain.then(Vec::new));
+        trace.add("spec: Which view answers a client; §6.1, §6.2", || {
+            format!("view {}: {}", view.name, view.why)
+        });
         if let Some(vi) = view.vpc
             && !self.topo.vpcs[vi].dns_support
         {
-            trace.push(Step { text: format!("{} has enable_dns_support off: the Amazon DNS server does not answer (exact failure UNCONFIRMED; we refuse)", view.name), reference: "§1.2" });
+            trace.add("§1.2", || format!("{} has enable_dns_support off: the Amazon DNS server does not answer (exact failure UNCONFIRMED; we refuse)", view.name));
             return Decision {
                 view,
                 outcome: Outcome::Refused {
                     reason: "enable_dns_support is off".into(),
                 },
-                trace,
+                trace: trace.into_steps(),
                 decided_by: "dns-support-off".into(),
                 fixed: false,
             };
@@ -633,70 +662,68 @@ impl Resolver {
             if decided_by.is_empty() {
                 decided_by = by;
             }
-            let outcome = match outcome {
-                Outcome::Answer {
-                    rcode,
-                    authoritative,
-                    answers: mut got,
-                    authority,
-                } => {
-                    // Chase a CNAME inside the server when the target is local (reference §6.4, spec).
-                    let cname_target = got.iter().find_map(|r| match &r.data {
-                        RData::CNAME(c) if qtype != RecordType::CNAME && r.name == current => {
-                            Some(c.0.clone())
-                        }
-                        _ => None,
-                    });
-                    answers.append(&mut got);
-                    if let Some(target) = &cname_target
-                        && depth < MAX_CNAME_CHAIN
-                    {
-                        trace.push(Step {
-                            text: format!(
-                                "{current} is a CNAME for {target}: following it in the same view"
-                            ),
-                            reference: "RFC 1034 §3.6.2",
-                        });
-                        current = target.to_lowercase();
-                        continue;
-                    }
-                    if cname_target.is_some() {
-                        return Decision {
-                            view,
-                            outcome: Outcome::ServFail {
-                                reason: "CNAME chain too long".into(),
-                            },
-                            trace,
-                            decided_by,
-                            fixed: false,
-                        };
-                    }
+            let outcome =
+                match outcome {
                     Outcome::Answer {
                         rcode,
                         authoritative,
-                        answers,
+                        answers: mut got,
                         authority,
+                    } => {
+                        // Chase a CNAME inside the server when the target is local (reference §6.4, spec).
+                        let cname_target = got.iter().find_map(|r| match &r.data {
+                            RData::CNAME(c) if qtype != RecordType::CNAME && r.name == current => {
+                                Some(c.0.clone())
+                            }
+                            _ => None,
+                        });
+                        answers.append(&mut got);
+                        if let Some(target) = &cname_target
+                            && depth < MAX_CNAME_CHAIN
+                        {
+                            trace.add("RFC 1034 §3.6.2", || format!(
+                                "{current} is a CNAME for {target}: following it in the same view"
+                            ));
+                            current = target.to_lowercase();
+                            continue;
+                        }
+                        if cname_target.is_some() {
+                            return Decision {
+                                view,
+                                outcome: Outcome::ServFail {
+                                    reason: "CNAME chain too long".into(),
+                                },
+                                trace: trace.into_steps(),
+                                decided_by,
+                                fixed: false,
+                            };
+                        }
+                        Outcome::Answer {
+                            rcode,
+                            authoritative,
+                            answers,
+                            authority,
+                        }
                     }
-                }
-                Outcome::Forward {
-                    rule,
-                    targets,
-                    source,
-                    name,
-                    ..
-                } => Outcome::Forward {
-                    rule,
-                    targets,
-                    source,
-                    name,
-                    answers,
-                },
-                other => other,
-            };
+                    Outcome::Forward {
+                        rule,
+                        targets,
+                        source,
+                        name,
+                        ..
+                    } => Outcome::Forward {
+                        rule,
+                        targets,
+                        source,
+                        name,
+                        answers,
+                    },
+                    other => other,
+                };
             return Decision {
                 view,
                 outcome,
-                trace,
+                trace: trace.into_steps(),
                 decided_by,
                 fixed,
             };
@@ -706,7 +733,7 @@ impl Resolver {
             outcome: Outcome::ServFail {
                 reason: "CNAME chain too long".into(),
             },
-            trace,
+            trace: trace.into_steps(),
             decided_by,
             fixed: false,
         }
@@ -718,7 +745,7 @@ impl Resolver {
         view: &View,
         qname: &Name,
         qtype: RecordType,
-        trace: &mut Vec<Step>,
+        trace: &mut Trace,
         fixed: &mut bool,
     ) -> (Outcome, String) {
         let lower = LowerName::new(qname);
@@ -751,10 +778,7 @@ impl Resolver {
                                 "; it beats the private zone of the same name, which is ignored",
                             );
                         }
-                        trace.push(Step {
-                            text,
-                            reference: "§6.3",
-                        });
+                        trace.add("§6.3", || text);
                         let source = rule
                             .outbound
                             .map(|o| self.topo.outbound_endpoints[o].ips.clone())
@@ -779,10 +803,7 @@ impl Resolver {
                             Authority::Zone(zi) => {
                                 let zone = &self.zones[*zi];
                                 if zone.inbound_only && !view.via_inbound {
-                                    trace.push(Step {
-                                        text: format!("{} is private DNS only for inbound Resolver endpoints: a client inside the VPC gets the public answer (its traffic takes the S3 gateway endpoint)", zone.label),
-                                        reference: "§3.3",
-                                    });
+                                    trace.add("§3.3", || format!("{} is private DNS only for inbound Resolver endpoints: a client inside the VPC gets the public answer (its traffic takes the S3 gateway endpoint)", zone.label));
                                     continue;
                                 }
                                 return (
@@ -820,10 +841,7 @@ impl Resolver {
                             Authority::System(ri) => {
                                 if system_seen.is_none() {
                                     let rule = &self.topo.rules[*ri];
-                                    trace.push(Step {
-                                        text: format!("system rule {} for {}: the Resolver answers itself, so less specific forward rules don't apply", rule.id, rule.domain),
-                                        reference: "§6.3",
-                                    });
+                                    trace.add("§6.3", || format!("system rule {} for {}: the Resolver answers itself, so less specific forward rules don't apply", rule.id, rule.domain));
                                     system_seen = Some(*ri);
                                 }
                             }
@@ -836,11 +854,10 @@ impl Resolver {
                 }
                 level = level.base_name();
             }
-            trace.push(Step { text: format!("no rule or private zone of {} covers {qname}: recursive resolution (the autodefined \".\" rule)", view.name), reference: "§6.3, §6.4" });
+            trace.add("§6.3, §6.4", || format!("no rule or private zone of {} covers {qname}: recursive resolution (the autodefined \".\" rule)", view.name));
         } else {
-            trace.push(Step {
-                text: format!("public view: only public DNS answers {qname}"),
-                reference: "§1.1, §2.2",
+            trace.add("§1.1, §2.2", || {
+                format!("public view: only public DNS answers {qname}")
             });
         }
         self.public(qname, qtype, trace, fixed)
@@ -851,7 +868,7 @@ impl Resolver {
         &self,
         qname: &Name,
         qtype: RecordType,
-        trace: &mut Vec<Step>,
+        trace: &mut Trace,
         fixed: &mut bool,
     ) -> (Outcome, String) {
         let lower = LowerName::new(qname);
@@ -871,10 +888,7 @@ impl Resolver {
                 .filter(|r| r.record_type() == qtype)
                 .map(|r| rename(r, &owner))
                 .collect();
-            trace.push(Step {
-                text: format!("{qname} is an endpoint-specific name: public DNS, answered in every view with the ENI addresses, TTL 60"),
-                reference: "§2.1, §2.2, §3.1",
-            });
+            trace.add("§2.1, §2.2, §3.1", || format!("{qname} is an endpoint-specific name: public DNS, answered in every view with the ENI addresses, TTL 60"));
             let authority = if matching.is_empty() {
                 vec![self.soa_for(&self.vpce_zone(qname))]
             } else {
@@ -890,11 +904,8 @@ impl Resolver {
                 "vpce-name".into(),
             );
         }
-        trace.push(Step {
-            text: format!(
-                "{qname} goes to the upstream resolvers (the public internet in this lab)"
-            ),
-            reference: "§6.1",
+        trace.add("§6.1", || {
+            format!("{qname} goes to the upstream resolvers (the public internet in this lab)")
         });
         let targets = self
             .topo
@@ -940,15 +951,12 @@ impl Resolver {
         zone: &Zone,
         qname: &Name,
         qtype: RecordType,
-        trace: &mut Vec<Step>,
+        trace: &mut Trace,
         fixed: &mut bool,
     ) -> Outcome {
         let lower = LowerName::new(qname);
-        let nx = |trace: &mut Vec<Step>, why: String| {
-            trace.push(Step {
-                text: why,
-                reference: zone.reference,
-            });
+        let nx = |trace: &mut Trace, why: String| {
+            trace.add(zone.reference, || why);
             Outcome::Answer {
                 rcode: ResponseCode::NXDomain,
                 authoritative: true,
@@ -1010,9 +1018,8 @@ impl Resolver {
             .cloned()
             .collect();
         if !cname.is_empty() && qtype != RecordType::CNAME {
-            trace.push(Step {
-                text: format!("{} answers {qname}{how} with a CNAME", zone.label),
-                reference: zone.reference,
+            trace.add(zone.reference, || {
+                format!("{} answers {qname}{how} with a CNAME", zone.label)
             });
             return Outcome::Answer {
                 rcode: ResponseCode::NoError,
@@ -1026,7 +1033,7 @@ impl Resolver {
             .filter(|r| qtype == RecordType::ANY || r.record_type() == qtype)
             .collect();
         if matching.is_empty() {
-            trace.push(Step { text: format!("{} has {qname}{how} but no {qtype} record: NODATA (NOERROR, empty answer, SOA)", zone.label), reference: "§6.4 [INF]" });
+            trace.add("§6.4 [INF]", || format!("{} has {qname}{how} but no {qtype} record: NODATA (NOERROR, empty answer, SOA)", zone.label));
             return Outcome::Answer {
                 rcode: ResponseCode::NoError,
                 authoritative: true,
@@ -1037,14 +1044,14 @@ impl Resolver {
         let alias = owner_alias(zone, qname, synthesized)
             .map(|a| format!(": an alias record to {a}"))
             .unwrap_or_default();
-        trace.push(Step {
-            text: format!("{} answers {qname}{how} {qtype}{alias}", zone.label),
-            reference: if alias.is_empty() {
+        trace.add(
+            if alias.is_empty() {
                 zone.reference
             } else {
                 "§6.4, §6.5"
             },
-        });
+            || format!("{} answers {qname}{how} {qtype}{alias}", zone.label),
+        );
         Outcome::Answer {
             rcode: ResponseCode::NoError,
             authoritative: true,
@@ -1059,7 +1066,7 @@ impl Resolver {
         vi: usize,
         qname: &Name,
         qtype: RecordType,
-        trace: &mut Vec<Step>,
+        trace: &mut Trace,
     ) -> Outcome {
         let vpc = &self.topo.vpcs[vi];
         let zone = &self.ec2_domain;
@@ -1072,12 +1079,11 @@ impl Resolver {
             .filter(|ip| vpc.contains(IpAddr::V4(*ip)));
         match ip {
             Some(ip) if qtype == RecordType::A || qtype == RecordType::ANY => {
-                trace.push(Step {
-                    text: format!(
+                trace.add("§6.1", || {
+                    format!(
                         "{qname} is the EC2 internal name of {ip}, inside {}",
                         vpc.label()
-                    ),
-                    reference: "§6.1",
+                    )
                 });
                 Outcome::Answer {
                     rcode: ResponseCode::NoError,
@@ -1087,11 +1093,10 @@ impl Resolver {
                 }
             }
             Some(ip) => {
-                trace.push(Step {
-                    text: format!(
+                trace.add("§6.1", || {
+                    format!(
                         "{qname} is the EC2 internal name of {ip}; it has only an A record: NODATA"
-                    ),
-                    reference: "§6.1",
+                    )
                 });
                 Outcome::Answer {
                     rcode: ResponseCode::NoError,
@@ -1101,12 +1106,11 @@ impl Resolver {
                 }
             }
             None => {
-                trace.push(Step {
-                    text: format!(
+                trace.add("§6.1, §6.3", || {
+                    format!(
                         "{qname} is under {zone} but names no address of {}: NXDOMAIN",
                         vpc.label()
-                    ),
-                    reference: "§6.1, §6.3",
+                    )
                 });
                 Outcome::Answer {
                     rcode: ResponseCode::NXDomain,
@@ -1125,7 +1129,7 @@ impl Resolver {
         zone: &LowerName,
         qname: &Name,
         qtype: RecordType,
-        trace: &mut Vec<Step>,
+        trace: &mut Trace,
     ) -> Outcome {
         let vpc = &self.topo.vpcs[vi];
         let zone = Name::from(zone);
@@ -1144,12 +1148,11 @@ impl Resolver {
                     "ip-{}-{}-{}-{}.{}",
                     o[0], o[1], o[2], o[3], self.ec2_domain
                 ));
-                trace.push(Step {
-                    text: format!(
+                trace.add("§6.3 [INF answer content]", || {
+                    format!(
                         "{qname} is the reverse name of {ip} in {}: PTR {target}",
                         vpc.label()
-                    ),
-                    reference: "§6.3 [INF answer content]",
+                    )
                 });
                 if qtype == RecordType::PTR || qtype == RecordType::ANY {
                     Outcome::Answer {
@@ -1168,7 +1171,7 @@ impl Resolver {
                 }
             }
             None => {
-                trace.push(Step { text: format!("{qname} is under the autodefined reverse zone {zone} but names no address of {}: NXDOMAIN", vpc.label()), reference: "§6.3" });
+                trace.add("§6.3", || format!("{qname} is under the autodefined reverse zone {zone} but names no address of {}: NXDOMAIN", vpc.label()));
                 Outcome::Answer {
                     rcode: ResponseCode::NXDomain,
                     authoritative: true,

@@ -249,7 +249,12 @@ pub(crate) fn handle(
         return Handled::Reply;
     }
     let client = Client { src: src_ip, local };
-    let decision = snap.resolver.resolve(client, &query.name, query.qtype);
+    // The reasons are put into words only when the debug log will print them.
+    let decision = if tracing::enabled!(tracing::Level::DEBUG) {
+        snap.resolver.resolve(client, &query.name, query.qtype)
+    } else {
+        snap.resolver.decide(client, &query.name, query.qtype)
+    };
     if tracing::enabled!(tracing::Level::DEBUG) {
         // The same explanation `vpc-resolver explain` prints, from the same code.
         let explanation =
