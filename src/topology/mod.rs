@@ -354,6 +354,4 @@ pub struct Network {
 }
 
 #[cfg(test)]
-mod robust_tests;
-#[cfg(test)]
 mod tests;
