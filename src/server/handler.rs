@@ -142,6 +142,11 @@ pub(crate) fn handle(
     let span = tracing::debug_span!(
         "query", id = query.id, src = %src, proto = protocol.as_str(), qname = %query.name, qtype = %query.qtype);
     let _entered = span.enter();
+    let log = |view: &str, decided_by: &str, rcode: ResponseCode| {
+        log_query(
+            snap, &query, src, protocol, view, decided_by, rcode, started,
+        );
+    };
     let src_ip = src.ip().to_canonical();
     let reply_simple = |rcode: ResponseCode, ede: Option<(u16, &str)>, out: &mut Vec<u8>| {
         let reply = Reply {
@@ -161,16 +166,7 @@ pub(crate) fn handle(
             Some((EDE_PROHIBITED, "source not allowed")),
             out,
         );
-        log_query(
-            snap,
-            &query,
-            src,
-            protocol,
-            "-",
-            "acl",
-            ResponseCode::Refused,
-            started,
-        );
+        log("-", "acl", ResponseCode::Refused);
         return Handled::Reply;
     }
     if query.opcode != 0 {
@@ -181,32 +177,14 @@ pub(crate) fn handle(
             ResponseCode::NotImp,
             out,
         );
-        log_query(
-            snap,
-            &query,
-            src,
-            protocol,
-            "-",
-            "opcode",
-            ResponseCode::NotImp,
-            started,
-        );
+        log("-", "opcode", ResponseCode::NotImp);
         return Handled::Reply;
     }
     if let Some(edns) = query.edns
         && edns.version != 0
     {
         reply_simple(ResponseCode::BADVERS, None, out);
-        log_query(
-            snap,
-            &query,
-            src,
-            protocol,
-            "-",
-            "edns",
-            ResponseCode::BADVERS,
-            started,
-        );
+        log("-", "edns", ResponseCode::BADVERS);
         return Handled::Reply;
     }
     if query.qclass == DNSClass::CH {
@@ -218,16 +196,7 @@ pub(crate) fn handle(
             Some((EDE_NOT_SUPPORTED, "only class IN")),
             out,
         );
-        log_query(
-            snap,
-            &query,
-            src,
-            protocol,
-            "-",
-            "class",
-            ResponseCode::Refused,
-            started,
-        );
+        log("-", "class", ResponseCode::Refused);
         return Handled::Reply;
     }
     if matches!(query.qtype, RecordType::AXFR | RecordType::IXFR) {
@@ -236,16 +205,7 @@ pub(crate) fn handle(
             Some((EDE_PROHIBITED, "zone transfers are not offered")),
             out,
         );
-        log_query(
-            snap,
-            &query,
-            src,
-            protocol,
-            "-",
-            "xfr",
-            ResponseCode::Refused,
-            started,
-        );
+        log("-", "xfr", ResponseCode::Refused);
         return Handled::Reply;
     }
     let client = Client { src: src_ip, local };
@@ -335,44 +295,17 @@ pub(crate) fn handle(
                 protocol,
                 started.elapsed(),
             );
-            log_query(
-                snap,
-                &query,
-                src,
-                protocol,
-                &view.name,
-                &decided_by,
-                rcode,
-                started,
-            );
+            log(&view.name, &decided_by, rcode);
             Handled::Reply
         }
         Outcome::Refused { reason } => {
             reply_simple(ResponseCode::Refused, Some((EDE_PROHIBITED, &reason)), out);
-            log_query(
-                snap,
-                &query,
-                src,
-                protocol,
-                &view.name,
-                &decided_by,
-                ResponseCode::Refused,
-                started,
-            );
+            log(&view.name, &decided_by, ResponseCode::Refused);
             Handled::Reply
         }
         Outcome::ServFail { reason } => {
             reply_simple(ResponseCode::ServFail, Some((0, &reason)), out);
-            log_query(
-                snap,
-                &query,
-                src,
-                protocol,
-                &view.name,
-                &decided_by,
-                ResponseCode::ServFail,
-                started,
-            );
+            log(&view.name, &decided_by, ResponseCode::ServFail);
             Handled::Reply
         }
         Outcome::Forward {
@@ -399,16 +332,7 @@ pub(crate) fn handle(
                     ede: None,
                 };
                 wire::encode_reply(&query, &reply, limit(&query, protocol), out);
-                log_query(
-                    snap,
-                    &query,
-                    src,
-                    protocol,
-                    &view.name,
-                    "rfc8482",
-                    ResponseCode::NoError,
-                    started,
-                );
+                log(&view.name, "rfc8482", ResponseCode::NoError);
                 return Handled::Reply;
             }
             let route = snap.route(rule.as_deref(), &targets, source);

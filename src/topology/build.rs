@@ -585,6 +585,36 @@ impl Builder<'_> {
         }
     }
 
+    /// A Resolver endpoint named by its id, or by its VPC when that VPC has exactly one; reported when unknown.
+    fn resolver_endpoint_ref(
+        &self,
+        ctx: &mut Ctx<'_>,
+        o: Origin<'_>,
+        path: &YamlPath,
+        key: &str,
+        inbound: bool,
+    ) -> Option<usize> {
+        let (endpoints, kind) = if inbound {
+            (&self.topo.inbound_endpoints, "inbound")
+        } else {
+            (&self.topo.outbound_endpoints, "outbound")
+        };
+        let found = endpoints
+            .iter()
+            .position(|e| e.id == key)
+            .or_else(|| self.only_endpoint_of_vpc(endpoints, key));
+        if found.is_none() && !ctx.broken_ids.contains(key) {
+            let list: Vec<&str> = endpoints.iter().map(|e| e.id.as_str()).collect();
+            let list = if list.is_empty() {
+                "none is defined yet".to_string()
+            } else {
+                list.join(", ")
+            };
+            ctx.err(o.file, path, format!("unknown {kind} endpoint `{key}`; define it under resolver.{kind}_endpoints ({list})"));
+        }
+        found
+    }
+
     /// `key` names a VPC that has exactly one of `endpoints`: that endpoint.
     fn only_endpoint_of_vpc(&self, endpoints: &[ResolverEndpoint], key: &str) -> Option<usize> {
         let vpc = *self.vpc_index.get(key)?;
@@ -1528,33 +1558,13 @@ impl Builder<'_> {
                 }
                 let vpcs = self.vpc_refs(ctx, o, &path.key("vpcs"), r.vpcs.as_deref());
                 let outbound = match &r.outbound_endpoint {
-                    // An outbound endpoint may be named by its id or by its VPC (when that VPC has one).
-                    Some(key) => match self
-                        .topo
-                        .outbound_endpoints
-                        .iter()
-                        .position(|e| &e.id == key)
-                        .or_else(|| self.only_endpoint_of_vpc(&self.topo.outbound_endpoints, key))
-                    {
-                        Some(idx) => Some(idx),
-                        None => {
-                            if !ctx.broken_ids.contains(key) {
-                                let list: Vec<&str> = self
-                                    .topo
-                                    .outbound_endpoints
-                                    .iter()
-                                    .map(|e| e.id.as_str())
-                                    .collect();
-                                let list = if list.is_empty() {
-                                    "none is defined yet".to_string()
-                                } else {
-                                    list.join(", ")
-                                };
-                                ctx.err(o.file, &path.key("outbound_endpoint"), format!("unknown outbound endpoint `{key}`; define it under resolver.outbound_endpoints ({list})"));
-                            }
-                            None
-                        }
-                    },
+                    Some(key) => self.resolver_endpoint_ref(
+                        ctx,
+                        o,
+                        &path.key("outbound_endpoint"),
+                        key,
+                        false,
+                    ),
                     // Forward rules leave through an outbound endpoint; with exactly one among the rule's VPCs, that one.
                     None if kind == RuleKind::Forward => {
                         let mut found = self
@@ -1617,31 +1627,15 @@ impl Builder<'_> {
                     })
                     .collect();
                 let via_inbound = match &n.via_inbound_endpoint {
-                    Some(key) => match self
-                        .topo
-                        .inbound_endpoints
-                        .iter()
-                        .position(|e| &e.id == key)
-                        .or_else(|| self.only_endpoint_of_vpc(&self.topo.inbound_endpoints, key))
-                    {
+                    Some(key) => match self.resolver_endpoint_ref(
+                        ctx,
+                        o,
+                        &path.key("via_inbound_endpoint"),
+                        key,
+                        true,
+                    ) {
                         Some(idx) => Some(idx),
-                        None => {
-                            if !ctx.broken_ids.contains(key) {
-                                let list: Vec<&str> = self
-                                    .topo
-                                    .inbound_endpoints
-                                    .iter()
-                                    .map(|e| e.id.as_str())
-                                    .collect();
-                                let list = if list.is_empty() {
-                                    "none is defined yet".to_string()
-                                } else {
-                                    list.join(", ")
-                                };
-                                ctx.err(o.file, &path.key("via_inbound_endpoint"), format!("unknown inbound endpoint `{key}`; define it under resolver.inbound_endpoints ({list})"));
-                            }
-                            continue;
-                        }
+                        None => continue,
                     },
                     None => None,
                 };
