@@ -1095,7 +1095,7 @@ impl Builder<'_> {
                                 .collect()
                         }
                     };
-                    let mut azs_seen: HashMap<String, YamlPath> = HashMap::new();
+                    let mut azs_seen: HashSet<String> = HashSet::new();
                     let listed = explicit.len();
                     for (x, ep) in explicit {
                         let v = &self.topo.vpcs[vpc];
@@ -1123,8 +1123,7 @@ impl Builder<'_> {
                             continue;
                         };
                         let subnet = v.subnets[si].clone();
-                        if let Some(first) = azs_seen.insert(subnet.az.clone(), ep.clone()) {
-                            let _ = first;
+                        if !azs_seen.insert(subnet.az.clone()) {
                             ctx.err(o.file, &ep, format!("a second ENI in {}: an endpoint has at most one network interface per Availability Zone; pick a subnet in another AZ", subnet.az));
                         }
                         let ip = match &x.ip {
@@ -1224,7 +1223,6 @@ impl Builder<'_> {
                     route_tables: e.route_tables.clone().unwrap_or_default(),
                 });
                 self.endpoint_paths.push((o.idx, path));
-                let _ = e.private_dns_only_for_inbound_resolver_endpoint;
             }
         }
         pending
