@@ -34,7 +34,7 @@ fn find_binary(name: &str, package: &str) -> PathBuf {
 }
 
 /// A fresh directory for a peer's config and log, removed on Drop of the peer.
-fn temp_dir(kind: &str) -> PathBuf {
+pub(crate) fn temp_dir(kind: &str) -> PathBuf {
     static N: AtomicUsize = AtomicUsize::new(0);
     let dir = std::env::temp_dir().join(format!(
         "vpc-resolver-it-{kind}-{}-{}",
