@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 
 use hickory_proto::op::ResponseCode;
-use hickory_proto::rr::{Name, RecordType};
+use hickory_proto::rr::{Name, Record, RecordType};
 use serde::Serialize;
 
 use crate::resolve::{Candidate, Client, Decision, Forwarding, Outcome, Resolver, Step, View};
@@ -89,13 +89,7 @@ pub fn explain(
             };
             result.push(code);
             for r in answers.iter().chain(authority) {
-                result.push(format!(
-                    "{} {} IN {} {}",
-                    r.name,
-                    r.ttl,
-                    r.record_type(),
-                    r.data
-                ));
+                result.push(record_line(r));
             }
         }
         Outcome::Forward {
@@ -106,13 +100,7 @@ pub fn explain(
             answers,
         } => {
             for r in answers {
-                result.push(format!(
-                    "{} {} IN {} {}",
-                    r.name,
-                    r.ttl,
-                    r.record_type(),
-                    r.data
-                ));
+                result.push(record_line(r));
             }
             let to: Vec<String> = targets
                 .iter()
@@ -177,6 +165,11 @@ fn gateway_notes(resolver: &Resolver, view: &View, qname: &Name) -> Vec<String> 
             )
         })
         .collect()
+}
+
+/// A record in zone-file form: `name ttl IN TYPE data`.
+pub fn record_line(r: &Record) -> String {
+    format!("{} {} IN {} {}", r.name, r.ttl, r.record_type(), r.data)
 }
 
 impl Explanation {

@@ -597,7 +597,7 @@ fn write_opt(out: &mut Vec<u8>, rcode: ResponseCode, dnssec_ok: bool, ede: Optio
     }
 }
 
-/// A reply encoded once at load time for one question (name and type), replayed for every query that asks it:
+/// A reply encoded once for one question (name and type), replayed for every query that asks it:
 /// only the id, the flags the client chose, the question as sent and the OPT record change per query.
 #[derive(Debug, Clone)]
 pub struct Prepared {

@@ -17,16 +17,6 @@ fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
 }
 
-pub(crate) fn format_record(r: &Record) -> String {
-    format!(
-        "{} {} IN {} {}",
-        r.name.to_string().to_lowercase(),
-        r.ttl,
-        r.record_type(),
-        r.data
-    )
-}
-
 struct Case {
     line: usize,
     client: Client,
@@ -144,7 +134,7 @@ fn check_case_file(path: &Path) -> Vec<String> {
         }
         let mut got_records: Vec<String> = records
             .iter()
-            .map(|r| format_record(r).to_lowercase())
+            .map(|r| vpc_resolver::explain::record_line(r).to_lowercase())
             .collect();
         got_records.sort();
         let mut want = case.records.clone();
