@@ -1,4 +1,5 @@
-//! The topology: VPCs, subnets, endpoints, private hosted zones, Resolver endpoints and rules, client networks.
+//! The topology: VPCs, subnets, EC2 instances, endpoints, private hosted zones, Resolver endpoints and rules, DNS
+//! Firewall, Route 53 Profiles, client networks.
 //!
 //! `parse` turns YAML text (one or more files, merged) into a validated [`Topology`] with every default filled in,
 //! or returns every problem found, each with its file, line and column. Nothing here does networking.
@@ -147,20 +148,28 @@ pub struct Topology {
     pub inbound_endpoints: Vec<ResolverEndpoint>,
     pub outbound_endpoints: Vec<ResolverEndpoint>,
     pub rules: Vec<Rule>,
+    /// `type: delegate` rules (kept apart from forward/system rules: they have no domain of their own to match).
+    pub delegations: Vec<Delegation>,
     pub networks: Vec<Network>,
+    pub instances: Vec<Instance>,
+    pub firewall: Firewall,
+    pub profiles: Vec<Profile>,
 }
 
 impl Topology {
     pub fn summary(&self) -> String {
         format!(
-            "{} vpcs, {} endpoints, {} hosted zones, {} resolver rules, {} inbound and {} outbound resolver endpoints, {} networks",
+            "{} vpcs, {} endpoints, {} hosted zones, {} resolver rules, {} inbound and {} outbound resolver endpoints, {} networks, {} instances, {} firewall rule groups, {} profiles",
             self.vpcs.len(),
             self.endpoints.len(),
             self.hosted_zones.len(),
-            self.rules.len(),
+            self.rules.len() + self.delegations.len(),
             self.inbound_endpoints.len(),
             self.outbound_endpoints.len(),
-            self.networks.len()
+            self.networks.len(),
+            self.instances.len(),
+            self.firewall.rule_groups.len(),
+            self.profiles.len()
         )
     }
 
@@ -235,6 +244,22 @@ pub struct Subnet {
     pub az: String,
     pub cidr: Ipv4Net,
     pub ipv6_cidr: Option<Ipv6Net>,
+    /// `EnableDns64`: AAAA answers for IPv4-only names are synthesized under 64:ff9b::/96 for this subnet's clients.
+    pub dns64: bool,
+    /// Extra sources that count as inside this subnet (they are also in its VPC's `clients`).
+    pub clients: Vec<IpNet>,
+}
+
+impl Subnet {
+    /// Whether `ip` is inside this subnet: its CIDRs or its `clients`.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let listed = self.clients.iter().any(|c| c.contains(&ip));
+        listed
+            || match ip {
+                IpAddr::V4(v4) => self.cidr.contains(&v4),
+                IpAddr::V6(v6) => self.ipv6_cidr.is_some_and(|c| c.contains(&v6)),
+            }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -278,12 +303,19 @@ pub struct Endpoint {
     pub dns_suffix: String,
     pub enis: Vec<Eni>,
     pub route_tables: Vec<String>,
+    /// `ServiceRegion` when it differs from the topology's region (a cross-Region endpoint), else `None`.
+    pub service_region: Option<String>,
 }
 
 impl Endpoint {
     /// `vpce-0123…-abcd1234`, the first label of the Regional name.
     pub fn name_prefix(&self) -> String {
         format!("{}-{}", self.id, self.dns_suffix)
+    }
+
+    /// The Region of the service: `service_region`, else the topology's.
+    pub fn service_region<'a>(&'a self, topology_region: &'a str) -> &'a str {
+        self.service_region.as_deref().unwrap_or(topology_region)
     }
 }
 
@@ -346,11 +378,193 @@ pub struct Rule {
     pub outbound: Option<usize>,
 }
 
+/// A `type: delegate` rule: queries under `record` that meet an NS delegation for it in a private hosted zone follow
+/// the delegation to the named servers through the outbound endpoint (reference §12.3).
+#[derive(Debug, Clone)]
+pub struct Delegation {
+    pub id: String,
+    /// `DelegationRecord`: lowercase, fully qualified.
+    pub record: Name,
+    pub vpcs: Vec<usize>,
+    pub outbound: usize,
+}
+
 #[derive(Debug, Clone)]
 pub struct Network {
     pub name: String,
     pub cidrs: Vec<IpNet>,
     pub via_inbound: Option<usize>,
+}
+
+/// `PrivateDnsNameOptions.HostnameType`: which name the instance's OS uses as its hostname.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostnameType {
+    IpName,
+    ResourceName,
+}
+
+/// An EC2 instance, for the names the VPC resolver answers about it (reference §12.5).
+#[derive(Debug, Clone)]
+pub struct Instance {
+    pub id: String,
+    pub vpc: usize,
+    pub subnet: usize,
+    pub ip: Ipv4Addr,
+    pub ipv6: Option<Ipv6Addr>,
+    pub public_ip: Option<Ipv4Addr>,
+    pub hostname_type: HostnameType,
+    /// `EnableResourceNameDnsARecord`.
+    pub resource_name_a: bool,
+    /// `EnableResourceNameDnsAAAARecord`.
+    pub resource_name_aaaa: bool,
+}
+
+/// Route 53 Resolver DNS Firewall (reference §12.1).
+#[derive(Debug, Clone, Default)]
+pub struct Firewall {
+    pub domain_lists: Vec<DomainList>,
+    pub rule_groups: Vec<RuleGroup>,
+    /// Direct associations and those a Profile brings, in no particular order; see [`Topology::firewall_of`].
+    pub associations: Vec<FirewallAssociation>,
+}
+
+#[derive(Debug, Clone)]
+pub struct DomainList {
+    pub id: String,
+    pub name: String,
+    pub domains: Vec<DomainPattern>,
+}
+
+/// One entry of a domain list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DomainPattern {
+    /// `example.com`: that name only (whether AWS also covers subdomains is UNCONFIRMED; exact here).
+    Exact(Name),
+    /// `*.example.com`: every name below, at any depth, not the name itself.
+    Below(Name),
+    /// `*`: every name.
+    All,
+}
+
+impl DomainPattern {
+    pub fn matches(&self, name: &Name) -> bool {
+        match self {
+            // Name equality ignores case.
+            Self::Exact(n) => n == name,
+            Self::Below(n) => n.zone_of(name) && n.num_labels() < name.num_labels(),
+            Self::All => true,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RuleGroup {
+    pub id: String,
+    pub name: String,
+    /// Lowest priority first.
+    pub rules: Vec<FirewallRule>,
+}
+
+#[derive(Debug, Clone)]
+pub struct FirewallRule {
+    pub name: String,
+    pub priority: u32,
+    pub domain_list: usize,
+    pub action: FirewallAction,
+    /// `Qtype`: the rule matches only this query type; `None` = every type.
+    pub qtype: Option<RecordType>,
+    pub redirection: Redirection,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FirewallAction {
+    Allow,
+    Alert,
+    Block(BlockResponse),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BlockResponse {
+    Nxdomain,
+    Nodata,
+    /// A CNAME to `domain` with `ttl`.
+    Override {
+        domain: Name,
+        ttl: u32,
+    },
+}
+
+/// `FirewallDomainRedirectionAction`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Redirection {
+    /// Every name of a CNAME/DNAME chain is checked (AWS's default).
+    Inspect,
+    /// Only the first name is checked.
+    Trust,
+}
+
+#[derive(Debug, Clone)]
+pub struct FirewallAssociation {
+    pub rule_group: usize,
+    pub target: AssociatedWith,
+    /// 100..9900, lowest first.
+    pub priority: u32,
+}
+
+/// What a firewall rule group is associated with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AssociatedWith {
+    Vpc(usize),
+    /// A Profile: every VPC associated with it.
+    Profile(usize),
+}
+
+/// A Route 53 Profile: resources it carries apply to every VPC associated with it (reference §12.2).
+#[derive(Debug, Clone)]
+pub struct Profile {
+    pub id: String,
+    pub name: Option<String>,
+    pub vpcs: Vec<usize>,
+    pub hosted_zones: Vec<usize>,
+    /// Forward and system rules.
+    pub rules: Vec<usize>,
+    pub delegations: Vec<usize>,
+    /// Interface endpoints whose private DNS names answer in the Profile's VPCs.
+    pub endpoints: Vec<usize>,
+}
+
+impl Topology {
+    /// The Profile a VPC is associated with (a VPC has at most one).
+    pub fn profile_of(&self, vpc: usize) -> Option<usize> {
+        self.profiles.iter().position(|p| p.vpcs.contains(&vpc))
+    }
+
+    /// The firewall rule groups that filter a VPC's queries, in evaluation order: association priority, lowest
+    /// first. A direct association and a Profile's with the same priority can't both exist (check rejects it).
+    pub fn firewall_of(&self, vpc: usize) -> Vec<&FirewallAssociation> {
+        let profile = self.profile_of(vpc);
+        let mut list: Vec<&FirewallAssociation> = self
+            .firewall
+            .associations
+            .iter()
+            .filter(|a| match a.target {
+                AssociatedWith::Vpc(v) => v == vpc,
+                AssociatedWith::Profile(p) => Some(p) == profile,
+            })
+            .collect();
+        list.sort_by_key(|a| (a.priority, matches!(a.target, AssociatedWith::Profile(_))));
+        list
+    }
+
+    /// The subnet (VPC, subnet) whose CIDRs or `clients` contain `ip`, if any.
+    pub fn subnet_of(&self, ip: IpAddr) -> Option<(usize, usize)> {
+        self.vpcs.iter().enumerate().find_map(|(v, vpc)| {
+            vpc.subnets
+                .iter()
+                .position(|s| s.contains(ip))
+                .map(|s| (v, s))
+        })
+    }
 }
 
 #[cfg(test)]

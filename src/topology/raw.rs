@@ -2,15 +2,16 @@
 //!
 //! Addresses and ids stay strings here so that `build` can say, with a line and column, what is wrong with each
 //! one and what to write instead; serde would stop at the first. The JSON Schema (`vpc-resolver schema`) is
-//! generated from these same types, so editors and the parser never disagree.
+//! generated from these same types, so editors and the parser never disagree, and `import` writes its YAML through
+//! them (absent options are left out), so what it writes is what `check` reads.
 
 use std::marker::PhantomData;
 
 use schemars::JsonSchema;
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// One topology file.
-#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[derive(Debug, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct File {
     /// Format version; only 1 exists.
@@ -26,26 +27,34 @@ pub struct File {
     pub allow: Option<Vec<String>>,
     /// Response rate limiting for UDP clients (like BIND's RRL); off when absent.
     pub rate_limit: Option<RateLimit>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub vpcs: Vec<Lenient<Vpc>>,
     /// Endpoints: a full mapping, or just a service name (`ec2`) for an interface endpoint in the only VPC.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub endpoints: Vec<Lenient<EndpointEntry>>,
     /// Catalog additions and overrides: endpoint services (`vpce-svc-…`) and services the catalog lacks.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub services: Vec<Lenient<Service>>,
     /// Private hosted zones.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hosted_zones: Vec<Lenient<HostedZone>>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Resolver::is_empty")]
     pub resolver: Resolver,
     /// Client networks outside any VPC (on-premises, other clouds).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub networks: Vec<Lenient<Network>>,
+    /// EC2 instances, for the names the VPC resolver answers about them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub instances: Vec<Lenient<Instance>>,
+    /// Route 53 Resolver DNS Firewall: domain lists, rule groups and their VPC associations.
+    pub firewall: Option<Firewall>,
+    /// Route 53 Profiles: zones, rules, firewall rule groups and endpoints shared with the Profile's VPCs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub profiles: Vec<Lenient<Profile>>,
 }
 
 /// Response rate limiting per client network.
-#[derive(Debug, Deserialize, JsonSchema)]
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimit {
     /// Responses per second per client network before limiting starts.
@@ -61,7 +70,7 @@ pub struct RateLimit {
     pub exempt: Option<Vec<String>>,
 }
 
-#[derive(Debug, Deserialize, JsonSchema)]
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Vpc {
     /// `vpc-` and 8 or 17 hex digits; derived from the name or position if absent.
@@ -81,14 +90,14 @@ pub struct Vpc {
     pub subnets: Option<Vec<Subnet>>,
 }
 
-#[derive(Debug, Deserialize, JsonSchema)]
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(untagged)]
 pub enum Azs {
     Count(u8),
     Names(Vec<String>),
 }
 
-#[derive(Debug, Deserialize, JsonSchema)]
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Subnet {
     pub id: Option<String>,
@@ -96,9 +105,13 @@ pub struct Subnet {
     pub az: Option<String>,
     pub cidr: String,
     pub ipv6_cidr: Option<String>,
+    /// `EnableDns64`: AAAA queries from this subnet for names with only A records get 64:ff9b::/96 addresses.
+    pub enable_dns64: Option<bool>,
+    /// Extra sources that count as inside this subnet (and its VPC), e.g. `127.0.0.21/32` for a lab on one machine.
+    pub clients: Option<Vec<String>>,
 }
 
-#[derive(Debug, Deserialize, JsonSchema)]
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(untagged)]
 pub enum EndpointEntry {
     /// Shorthand: an interface endpoint for this service in the only VPC, all defaults.
@@ -106,7 +119,7 @@ pub enum EndpointEntry {
     Full(Box<Endpoint>),
 }
 
-#[derive(Debug, Deserialize, JsonSchema)]
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Endpoint {
     /// `vpce-` and 17 hex digits; derived from the VPC and service if absent.
@@ -133,9 +146,13 @@ pub struct Endpoint {
     pub subnets: Option<Vec<String>>,
     /// Gateway endpoints: the route tables that get the prefix-list route (informational).
     pub route_tables: Option<Vec<String>>,
+    /// `ServiceRegion` of a cross-Region endpoint: an endpoint service, or one of the AWS services AWS offers
+    /// cross-Region (s3, iam, ecr.api, ecr.dkr, kms, kms-fips, ecs, lambda, kinesis-firehose, kinesisanalytics,
+    /// route53). Default: the topology's region.
+    pub service_region: Option<String>,
 }
 
-#[derive(Debug, Deserialize, JsonSchema)]
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Eni {
     pub subnet: String,
@@ -144,30 +161,30 @@ pub struct Eni {
     pub ipv6: Option<String>,
 }
 
-#[derive(Debug, Deserialize, JsonSchema)]
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Service {
     /// Full service name, e.g. `com.amazonaws.vpce.us-east-1.vpce-svc-0123456789abcdef0` or `com.amazonaws.us-east-1.newsvc`.
     pub name: String,
     /// Verified private DNS names (`*.` prefix for a wildcard).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub private_dns_names: Vec<String>,
     /// The service part of vpce names; default: the name's last part, dotted parts reversed.
     pub endpoint_service_id: Option<String>,
 }
 
-#[derive(Debug, Deserialize, JsonSchema)]
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HostedZone {
     pub id: Option<String>,
     pub name: String,
     /// VPC ids or names the zone is associated with; default: every VPC.
     pub vpcs: Option<Vec<String>>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub records: Vec<Record>,
 }
 
-#[derive(Debug, Deserialize, JsonSchema)]
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Record {
     /// Relative to the zone (`db`, `@` for the apex, `*` for a wildcard) or absolute with a final dot.
@@ -177,14 +194,14 @@ pub struct Record {
     pub kind: String,
     /// Seconds; default 300 (alias records use the target's 60).
     pub ttl: Option<u32>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub values: Vec<String>,
     /// Single-value shorthand for `values`.
     pub value: Option<String>,
     pub alias: Option<Alias>,
 }
 
-#[derive(Debug, Deserialize, JsonSchema)]
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Alias {
     /// Endpoint id: answer with its ENI addresses (its Regional DNS name).
@@ -193,18 +210,18 @@ pub struct Alias {
     pub az: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[derive(Debug, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Resolver {
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub inbound_endpoints: Vec<Lenient<ResolverEndpoint>>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub outbound_endpoints: Vec<Lenient<ResolverEndpoint>>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rules: Vec<Lenient<Rule>>,
 }
 
-#[derive(Debug, Deserialize, JsonSchema)]
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResolverEndpoint {
     pub id: Option<String>,
@@ -213,29 +230,166 @@ pub struct ResolverEndpoint {
     pub ips: Option<Vec<String>>,
 }
 
-#[derive(Debug, Deserialize, JsonSchema)]
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Rule {
     pub id: Option<String>,
-    /// `forward` (default) or `system`.
+    /// `forward` (default), `system` or `delegate` (AWS's `FORWARD`, `SYSTEM`, `DELEGATE` too).
     #[serde(rename = "type")]
     pub kind: Option<String>,
-    pub domain: String,
+    /// The domain a forward or system rule matches.
+    pub domain: Option<String>,
+    /// Delegate rules: the subdomain whose NS delegation in a private hosted zone is followed.
+    pub delegation_record: Option<String>,
     /// `IP` or `IP:PORT` (forward rules).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub targets: Vec<String>,
     /// Associated VPC ids or names; default: every VPC.
     pub vpcs: Option<Vec<String>>,
     pub outbound_endpoint: Option<String>,
 }
 
-#[derive(Debug, Deserialize, JsonSchema)]
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Network {
     pub name: String,
     pub cidrs: Vec<String>,
     /// Its DNS forwards to this inbound endpoint: answer as that VPC, as a query that came through it.
     pub via_inbound_endpoint: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Instance {
+    /// `i-` and 8 or 17 hex digits; derived from the subnet and position if absent.
+    pub id: Option<String>,
+    /// The subnet id.
+    pub subnet: String,
+    /// Primary private IPv4; default: a deterministic free address of the subnet.
+    pub ip: Option<String>,
+    pub ipv6: Option<String>,
+    /// Public IPv4: its `ec2-…` public DNS name answers the private address inside the VPC, this one outside.
+    pub public_ip: Option<String>,
+    /// `ip-name` (default) or `resource-name`.
+    pub hostname_type: Option<String>,
+    /// `EnableResourceNameDnsARecord` (default false, as in EC2's API).
+    pub resource_name_a: Option<bool>,
+    /// `EnableResourceNameDnsAAAARecord` (default false).
+    pub resource_name_aaaa: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Firewall {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub domain_lists: Vec<Lenient<DomainList>>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rule_groups: Vec<Lenient<RuleGroup>>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub associations: Vec<Lenient<FirewallAssociation>>,
+}
+
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DomainList {
+    /// `rslvr-fdl-` and 8 or 17 hex digits; derived from the name if absent.
+    pub id: Option<String>,
+    pub name: Option<String>,
+    /// Domain names, `*.example.com` for every name below it (any depth), or `*` for every name.
+    #[serde(default)]
+    pub domains: Vec<String>,
+}
+
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RuleGroup {
+    /// `rslvr-frg-` and 8 or 17 hex digits; derived from the name if absent.
+    pub id: Option<String>,
+    pub name: Option<String>,
+    /// Evaluated lowest priority first; the first match ends the evaluation.
+    #[serde(default)]
+    pub rules: Vec<FirewallRule>,
+}
+
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FirewallRule {
+    pub name: String,
+    /// Unique within the rule group.
+    pub priority: i64,
+    /// Domain list id (or name).
+    pub domain_list: String,
+    /// `allow`, `alert` or `block`.
+    pub action: String,
+    /// Block rules: `nxdomain`, `nodata` or `override`.
+    pub block_response: Option<String>,
+    /// `block_response: override`: the CNAME answered instead.
+    pub block_override: Option<BlockOverride>,
+    /// One query type (`A`, `AAAA`, `MX`, …); absent = every type.
+    pub qtype: Option<String>,
+    /// `inspect` (default: every name of a CNAME chain is checked) or `trust` (only the first).
+    pub redirection: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BlockOverride {
+    /// `CNAME`, the only type AWS offers (default).
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub domain: String,
+    /// Seconds, 0 to 604800; default 0.
+    pub ttl: Option<i64>,
+}
+
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FirewallAssociation {
+    /// Rule group id (or name).
+    pub rule_group: String,
+    /// VPC id or name.
+    pub vpc: String,
+    /// 100 to 9900, unique per VPC; lowest first.
+    pub priority: i64,
+}
+
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Profile {
+    /// `rp-` and 16 hex digits; derived from the name if absent.
+    pub id: Option<String>,
+    pub name: Option<String>,
+    /// VPC ids or names (a VPC has at most one Profile).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub vpcs: Vec<String>,
+    /// Private hosted zones, by name or id.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hosted_zones: Vec<String>,
+    /// Resolver rule ids (forward, system or delegate).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<String>,
+    /// Interface endpoint ids: their private DNS names answer in the Profile's VPCs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub endpoints: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub firewall_rule_groups: Vec<ProfileRuleGroup>,
+}
+
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileRuleGroup {
+    /// Rule group id (or name).
+    pub rule_group: String,
+    /// 100 to 9900, unique per Profile; lowest first.
+    pub priority: i64,
+}
+
+impl Resolver {
+    pub fn is_empty(&self) -> bool {
+        self.inbound_endpoints.is_empty()
+            && self.outbound_endpoints.is_empty()
+            && self.rules.is_empty()
+    }
 }
 
 /// A list item kept as raw YAML until `build` converts it on its own, so one bad item is reported with its line and
@@ -252,6 +406,36 @@ impl<'de, T> Deserialize<'de> for Lenient<T> {
             value: serde_norway::Value::deserialize(deserializer)?,
             item: PhantomData,
         })
+    }
+}
+
+impl<T: Serialize> Lenient<T> {
+    /// An item built in code (by `import`), held as the YAML it serializes to, without its absent options.
+    pub fn new(item: &T) -> Result<Self, serde_norway::Error> {
+        let mut value = serde_norway::to_value(item)?;
+        drop_nulls(&mut value);
+        Ok(Self {
+            value,
+            item: PhantomData,
+        })
+    }
+}
+
+/// Removes `key: null` entries everywhere: an absent option is written as nothing, not as `null`.
+fn drop_nulls(value: &mut serde_norway::Value) {
+    match value {
+        serde_norway::Value::Mapping(map) => {
+            map.retain(|_, v| !v.is_null());
+            map.values_mut().for_each(drop_nulls);
+        }
+        serde_norway::Value::Sequence(list) => list.iter_mut().for_each(drop_nulls),
+        _ => {}
+    }
+}
+
+impl<T> Serialize for Lenient<T> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.value.serialize(serializer)
     }
 }
 

@@ -1,0 +1,317 @@
+//! `hosted_zones:` and their records.
+
+use super::*;
+
+impl Builder<'_> {
+    pub(super) fn hosted_zones(&mut self, ctx: &mut Ctx<'_>) {
+        let origins: Vec<_> = Self::origins(ctx).collect();
+        for (o, raw) in origins.into_iter().zip(self.raws) {
+            for (i, item) in raw.hosted_zones.iter().enumerate() {
+                let path = YamlPath::default().key("hosted_zones").index(i);
+                let Some(z) = o
+                    .file
+                    .item::<raw::HostedZone>(&item.value, &path, &mut ctx.diags)
+                else {
+                    continue;
+                };
+                let name = match parse_domain(&z.name) {
+                    Ok(n) => n,
+                    Err(msg) => {
+                        ctx.err(o.file, &path.key("name"), msg);
+                        continue;
+                    }
+                };
+                let id = z.id.clone().unwrap_or_else(|| {
+                    // Zones of one name (associated with different VPCs) each get their own id.
+                    let same = self
+                        .topo
+                        .hosted_zones
+                        .iter()
+                        .filter(|x| x.name == name)
+                        .count();
+                    let ordinal = same.to_string();
+                    let seed: &[&str] = if same == 0 {
+                        &["zone", &name.to_string()]
+                    } else {
+                        &["zone", &name.to_string(), &ordinal]
+                    };
+                    let h = stable_hash(seed);
+                    format!("Z{:019X}", h).chars().take(21).collect()
+                });
+                self.claim_id(ctx, o, &path.key("id"), &id);
+                let vpcs = self.vpc_refs(ctx, o, &path.key("vpcs"), z.vpcs.as_deref());
+                let mut records = Vec::new();
+                for (j, r) in z.records.iter().enumerate() {
+                    let rp = path.key("records").index(j);
+                    if let Some(rec) = self.record(ctx, o, &rp, &name, r) {
+                        records.push(rec);
+                    }
+                }
+                // A CNAME owns its name alone (RFC 1034 §3.6.2).
+                for (j, rec) in records.iter().enumerate() {
+                    if rec.rtype == RecordType::CNAME
+                        && records
+                            .iter()
+                            .any(|other| other.name == rec.name && other.rtype != RecordType::CNAME)
+                    {
+                        ctx.err(o.file, &path.key("records").index(j), format!("{} has a CNAME and other records; a CNAME must be the only record at its name", rec.name));
+                    }
+                }
+                self.topo.hosted_zones.push(HostedZone {
+                    id,
+                    name,
+                    vpcs,
+                    records,
+                });
+            }
+        }
+    }
+
+    pub(super) fn record(
+        &self,
+        ctx: &mut Ctx<'_>,
+        o: Origin<'_>,
+        rp: &YamlPath,
+        zone: &Name,
+        r: &raw::Record,
+    ) -> Option<ZoneRecord> {
+        let name = if r.name == "@" || r.name.is_empty() {
+            zone.clone()
+        } else if r.name.ends_with('.') {
+            match parse_domain(&r.name) {
+                Ok(n) => n,
+                Err(msg) => {
+                    ctx.err(o.file, &rp.key("name"), msg);
+                    return None;
+                }
+            }
+        } else {
+            match Name::from_str(&r.name)
+                .ok()
+                .and_then(|n| n.append_domain(zone).ok())
+            {
+                Some(n) => n.to_lowercase(),
+                None => {
+                    ctx.err(o.file, &rp.key("name"), format!("`{}` is not a valid record name; write a name relative to the zone, `@` for the apex, or an absolute name ending in a dot", r.name));
+                    return None;
+                }
+            }
+        };
+        if !zone.zone_of(&name) {
+            ctx.err(
+                o.file,
+                &rp.key("name"),
+                format!("{name} is outside zone {zone}; write a name inside the zone"),
+            );
+            return None;
+        }
+        let rtype = match RecordType::from_str(&r.kind.to_uppercase()) {
+            Ok(t)
+                if matches!(
+                    t,
+                    RecordType::A
+                        | RecordType::AAAA
+                        | RecordType::CNAME
+                        | RecordType::TXT
+                        | RecordType::MX
+                        | RecordType::SRV
+                        | RecordType::PTR
+                        | RecordType::NS
+                        | RecordType::CAA
+                ) =>
+            {
+                t
+            }
+            _ => {
+                ctx.err(o.file, &rp.key("type"), format!("record type `{}` is not supported; write one of A, AAAA, CNAME, TXT, MX, SRV, PTR, NS, CAA", r.kind));
+                return None;
+            }
+        };
+        if let Some(alias) = &r.alias {
+            if !matches!(rtype, RecordType::A | RecordType::AAAA) {
+                ctx.err(
+                    o.file,
+                    &rp.key("type"),
+                    "alias records to an endpoint are of type A or AAAA",
+                );
+                return None;
+            }
+            let Some(endpoint) = self
+                .topo
+                .endpoints
+                .iter()
+                .position(|e| e.id == alias.endpoint)
+            else {
+                if !ctx.broken_ids.contains(&alias.endpoint) {
+                    let list: Vec<&str> = self
+                        .topo
+                        .endpoints
+                        .iter()
+                        .filter(|e| e.kind == EndpointKind::Interface)
+                        .map(|e| e.id.as_str())
+                        .collect();
+                    ctx.err(
+                        o.file,
+                        &rp.key("alias").key("endpoint"),
+                        format!(
+                            "unknown endpoint `{}`; write the id of an interface endpoint ({})",
+                            alias.endpoint,
+                            list.join(", ")
+                        ),
+                    );
+                }
+                return None;
+            };
+            let az = match &alias.az {
+                Some(az) => match normalize_az(&self.topo.region, az) {
+                    Ok(az)
+                        if self.topo.endpoints[endpoint]
+                            .enis
+                            .iter()
+                            .any(|e| e.az == az) =>
+                    {
+                        Some(az)
+                    }
+                    Ok(az) => {
+                        ctx.err(
+                            o.file,
+                            &rp.key("alias").key("az"),
+                            format!("endpoint {} has no ENI in {az}", alias.endpoint),
+                        );
+                        return None;
+                    }
+                    Err(msg) => {
+                        ctx.err(o.file, &rp.key("alias").key("az"), msg);
+                        return None;
+                    }
+                },
+                None => None,
+            };
+            if !r.values.is_empty() || r.value.is_some() {
+                ctx.err(
+                    o.file,
+                    rp,
+                    "a record has either `values` or `alias`, not both",
+                );
+            }
+            return Some(ZoneRecord {
+                name,
+                rtype,
+                ttl: r.ttl.unwrap_or(60),
+                data: ZoneData::AliasEndpoint { endpoint, az },
+            });
+        }
+        let texts: Vec<&String> = r.values.iter().chain(r.value.iter()).collect();
+        if texts.is_empty() {
+            ctx.err(
+                o.file,
+                rp,
+                "record has no `values` (or `value`, or `alias`)",
+            );
+            return None;
+        }
+        let mut rdatas = Vec::new();
+        for (k, text) in texts.iter().enumerate() {
+            let vp = if r.values.is_empty() {
+                rp.key("value")
+            } else {
+                rp.key("values").index(k)
+            };
+            match parse_rdata(rtype, text, zone) {
+                Ok(rd) => rdatas.push(rd),
+                Err(msg) => ctx.err(o.file, &vp, msg),
+            }
+        }
+        if rtype == RecordType::CNAME && rdatas.len() > 1 {
+            ctx.err(o.file, rp, "a CNAME has exactly one value");
+        }
+        Some(ZoneRecord {
+            name,
+            rtype,
+            ttl: r.ttl.unwrap_or(300),
+            data: ZoneData::Values(rdatas),
+        })
+    }
+}
+
+pub(super) fn parse_rdata(rtype: RecordType, text: &str, zone: &Name) -> Result<RData, String> {
+    let name_of = |t: &str| -> Result<Name, String> {
+        if t.ends_with('.') {
+            parse_domain(t)
+        } else {
+            Name::from_str(t)
+                .ok()
+                .and_then(|n| n.append_domain(zone).ok())
+                .map(|n| n.to_lowercase())
+                .ok_or_else(|| format!("`{t}` is not a domain name"))
+        }
+    };
+    let fields: Vec<&str> = text.split_whitespace().collect();
+    match rtype {
+        RecordType::A => text
+            .parse::<Ipv4Addr>()
+            .map(|a| RData::A(a.into()))
+            .map_err(|_| format!("`{text}` is not an IPv4 address; write e.g. 10.0.1.100")),
+        RecordType::AAAA => text
+            .parse::<Ipv6Addr>()
+            .map(|a| RData::AAAA(a.into()))
+            .map_err(|_| format!("`{text}` is not an IPv6 address")),
+        RecordType::CNAME => Ok(RData::CNAME(rdata::CNAME(name_of(text)?))),
+        RecordType::PTR => Ok(RData::PTR(rdata::PTR(name_of(text)?))),
+        RecordType::NS => Ok(RData::NS(rdata::NS(name_of(text)?))),
+        RecordType::TXT => Ok(RData::TXT(TXT::new(vec![
+            text.trim_matches('"').to_string(),
+        ]))),
+        RecordType::MX => match fields.as_slice() {
+            [pref, host] => Ok(RData::MX(MX::new(
+                pref.parse()
+                    .map_err(|_| format!("MX preference `{pref}` is not a number"))?,
+                name_of(host)?,
+            ))),
+            _ => Err(format!(
+                "`{text}`: write an MX value as `PREFERENCE HOST`, e.g. `10 mail.example.com.`"
+            )),
+        },
+        RecordType::SRV => match fields.as_slice() {
+            [p, w, port, target] => {
+                let num = |s: &str| {
+                    s.parse::<u16>()
+                        .map_err(|_| format!("SRV field `{s}` is not a number"))
+                };
+                Ok(RData::SRV(SRV::new(
+                    num(p)?,
+                    num(w)?,
+                    num(port)?,
+                    name_of(target)?,
+                )))
+            }
+            _ => Err(format!(
+                "`{text}`: write an SRV value as `PRIORITY WEIGHT PORT TARGET`, e.g. `10 5 5060 sip.example.com.`"
+            )),
+        },
+        RecordType::CAA => match fields.as_slice() {
+            [flags, tag, value] => {
+                let critical = *flags != "0";
+                let value = value.trim_matches('"');
+                match *tag {
+                    "issue" => Ok(RData::CAA(CAA::new_issue(
+                        critical,
+                        Name::from_str(value).ok(),
+                        vec![],
+                    ))),
+                    "iodef" => value
+                        .parse()
+                        .map(|url| RData::CAA(CAA::new_iodef(critical, url)))
+                        .map_err(|_| format!("`{value}` is not a URL")),
+                    _ => Err(format!(
+                        "CAA tag `{tag}` is not supported; write `0 issue \"ca.example.net\"`"
+                    )),
+                }
+            }
+            _ => Err(format!(
+                "`{text}`: write a CAA value as `FLAGS TAG VALUE`, e.g. `0 issue \"amazon.com\"`"
+            )),
+        },
+        _ => Err(format!("record type {rtype} is not supported")),
+    }
+}
