@@ -4,13 +4,17 @@
 //! `describe-network-interfaces`, `describe-vpc-attribute`, `aws route53 list-hosted-zones`,
 //! `list-hosted-zones-by-vpc`, `get-hosted-zone`, `list-resource-record-sets`, and `aws route53resolver
 //! list-resolver-endpoints`, `list-resolver-endpoint-ip-addresses`, `list-resolver-rules`,
-//! `list-resolver-rule-associations`, one response per file. Each file's kind is told by its top-level keys, so
+//! `list-resolver-rule-associations`, DNS Firewall (`list-firewall-domain-lists`, `list-firewall-domains`,
+//! `list-firewall-rule-groups`, `list-firewall-rules`, `list-firewall-rule-group-associations`), `aws route53profiles
+//! list-profiles`, `list-profile-associations`, `list-profile-resource-associations` and `aws ec2
+//! describe-instances`, one response per file. Each file's kind is told by its top-level keys, so
 //! names don't matter except where a response does not say what it lists:
 //!
 //! - `list-resource-record-sets`: the zone is a top-level `HostedZoneId` if present (add it by hand, or with
 //!   `jq '. + {HostedZoneId: "Z…"}'`), else a known zone id in the file name (`Z0123….json`,
 //!   `rrsets-Z0123….json`), else the only known zone whose name is the apex of the file's SOA record;
 //! - `list-hosted-zones-by-vpc`: the VPC is the `vpc-…` id in the file name, else the only VPC imported;
+//! - `list-firewall-domains`: the list is the `rslvr-fdl-…` id in the file name;
 //! - `list-resolver-endpoint-ip-addresses`: the endpoint is the `rslvr-in-…`/`rslvr-out-…` id in the file name;
 //!   without such a file, the ENIs whose description names the endpoint (AWS writes
 //!   `Route 53 Resolver: rslvr-in-…:rni-…`).
@@ -29,15 +33,20 @@
 //! - rule domains end in a dot (`domain_name + "."`), as AWS's do: both forms are accepted;
 //! - gateway endpoints report `PrivateDnsEnabled: true`: ignored, only interface endpoints have private DNS.
 
+mod firewall;
+mod instances;
+mod profiles;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use ipnet::{Ipv4Net, Ipv6Net};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use crate::catalog::{self, Catalog};
+use crate::topology::raw::{self, Lenient};
 use crate::topology::{self, Diagnostics, Topology};
 
 /// Why an import failed. Warnings are not errors: they come back in [`Imported::warnings`].
@@ -168,6 +177,18 @@ struct Response {
     ip_addresses: Option<Vec<AwsResolverIp>>,
     resolver_rules: Option<Vec<AwsRule>>,
     resolver_rule_associations: Option<Vec<AwsRuleAssociation>>,
+    // route53resolver DNS Firewall
+    firewall_domain_lists: Option<Vec<firewall::AwsDomainList>>,
+    domains: Option<Vec<String>>,
+    firewall_rule_groups: Option<Vec<firewall::AwsRuleGroup>>,
+    firewall_rules: Option<Vec<firewall::AwsFirewallRule>>,
+    firewall_rule_group_associations: Option<Vec<firewall::AwsFirewallAssociation>>,
+    // route53profiles
+    profile_summaries: Option<Vec<profiles::ProfileSummary>>,
+    profile_associations: Option<Vec<profiles::ProfileAssociation>>,
+    profile_resource_associations: Option<Vec<profiles::ProfileResource>>,
+    // ec2 describe-instances
+    reservations: Option<Vec<instances::Reservation>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -220,6 +241,7 @@ struct AwsSubnet {
     cidr_block: Option<String>,
     availability_zone: Option<String>,
     ipv6_cidr_block_association_set: Vec<CidrAssociation>,
+    enable_dns64: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -237,6 +259,8 @@ struct AwsEndpoint {
     private_dns_enabled: Option<bool>,
     ip_address_type: Option<String>,
     dns_options: Option<DnsOptions>,
+    /// Cross-Region endpoints: the service's Region.
+    service_region: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -354,6 +378,8 @@ struct AwsRule {
     target_ips: Vec<TargetIp>,
     resolver_endpoint_id: Option<String>,
     owner_id: Option<String>,
+    /// DELEGATE rules: the delegated subdomain (with a final dot).
+    delegation_record: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -371,154 +397,6 @@ struct AwsRuleAssociation {
     #[serde(rename = "VPCId")]
     vpc_id: String,
     status: Option<String>,
-}
-
-// ---- The topology YAML we write: the same keys `topology::raw` reads. ----
-
-#[derive(Debug, Serialize)]
-struct OutFile {
-    version: u32,
-    region: String,
-    vpcs: Vec<OutVpc>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    endpoints: Vec<OutEndpoint>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    services: Vec<OutService>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    hosted_zones: Vec<OutZone>,
-    #[serde(skip_serializing_if = "OutResolver::is_empty")]
-    resolver: OutResolver,
-}
-
-#[derive(Debug, Serialize)]
-struct OutVpc {
-    id: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    name: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    cidr: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    cidrs: Option<Vec<String>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    ipv6_cidr: Option<String>,
-    enable_dns_support: bool,
-    enable_dns_hostnames: bool,
-    subnets: Vec<OutSubnet>,
-}
-
-#[derive(Debug, Serialize)]
-struct OutSubnet {
-    id: String,
-    az: String,
-    cidr: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    ipv6_cidr: Option<String>,
-}
-
-#[derive(Debug, Serialize)]
-struct OutEndpoint {
-    id: String,
-    vpc: String,
-    service: String,
-    #[serde(rename = "type")]
-    kind: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    private_dns: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    private_dns_only_for_inbound_resolver_endpoint: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    ip_address_type: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    dns_record_ip_type: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    dns_suffix: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    enis: Option<Vec<OutEni>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    route_tables: Option<Vec<String>>,
-}
-
-#[derive(Debug, Serialize)]
-struct OutEni {
-    subnet: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    ip: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    ipv6: Option<String>,
-}
-
-#[derive(Debug, Serialize)]
-struct OutService {
-    name: String,
-    private_dns_names: Vec<String>,
-    endpoint_service_id: String,
-}
-
-#[derive(Debug, Serialize)]
-struct OutZone {
-    id: String,
-    name: String,
-    vpcs: Vec<String>,
-    records: Vec<OutRecord>,
-}
-
-#[derive(Debug, Serialize)]
-struct OutRecord {
-    name: String,
-    #[serde(rename = "type")]
-    kind: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    ttl: Option<u32>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    values: Vec<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    alias: Option<OutAlias>,
-}
-
-#[derive(Debug, Serialize)]
-struct OutAlias {
-    endpoint: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    az: Option<String>,
-}
-
-#[derive(Debug, Default, Serialize)]
-struct OutResolver {
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    inbound_endpoints: Vec<OutResolverEndpoint>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    outbound_endpoints: Vec<OutResolverEndpoint>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    rules: Vec<OutRule>,
-}
-
-impl OutResolver {
-    fn is_empty(&self) -> bool {
-        self.inbound_endpoints.is_empty()
-            && self.outbound_endpoints.is_empty()
-            && self.rules.is_empty()
-    }
-}
-
-#[derive(Debug, Serialize)]
-struct OutResolverEndpoint {
-    id: String,
-    vpc: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    ips: Option<Vec<String>>,
-}
-
-#[derive(Debug, Serialize)]
-struct OutRule {
-    id: String,
-    #[serde(rename = "type")]
-    kind: &'static str,
-    domain: String,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    targets: Vec<String>,
-    vpcs: Vec<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    outbound_endpoint: Option<String>,
 }
 
 // ---- The import itself. ----
@@ -663,7 +541,16 @@ fn parse_all(docs: &[Document], warnings: &mut Vec<String>) -> Result<Vec<Parsed
             || r.resolver_endpoints.is_some()
             || r.ip_addresses.is_some()
             || r.resolver_rules.is_some()
-            || r.resolver_rule_associations.is_some();
+            || r.resolver_rule_associations.is_some()
+            || r.firewall_domain_lists.is_some()
+            || r.domains.is_some()
+            || r.firewall_rule_groups.is_some()
+            || r.firewall_rules.is_some()
+            || r.firewall_rule_group_associations.is_some()
+            || r.profile_summaries.is_some()
+            || r.profile_associations.is_some()
+            || r.profile_resource_associations.is_some()
+            || r.reservations.is_some();
         if !known {
             let keys: Vec<String> =
                 serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&doc.text)
@@ -710,15 +597,36 @@ pub fn import_aws(docs: &[Document], options: &Options) -> Result<Imported, Impo
     }
     let endpoints = im.endpoints();
     let hosted_zones = im.hosted_zones(&endpoints);
-    let resolver = im.resolver();
-    let file = OutFile {
-        version: 1,
-        region: im.region.clone(),
-        vpcs: std::mem::take(&mut im.vpcs),
-        endpoints,
-        services: std::mem::take(&mut im.services).into_values().collect(),
-        hosted_zones,
+    let resolver = im.resolver()?;
+    let instances = im.instances();
+    let firewall = im.firewall()?;
+    let profiles = im.profiles(&profiles::Known {
+        zones: &hosted_zones,
+        rules: &resolver_rule_ids(&resolver),
+        endpoints: &endpoints,
+        rule_groups: &firewall_group_ids(firewall.as_ref()),
+    });
+    let file = raw::File {
+        version: Some(1),
+        region: Some(im.region.clone()),
+        vpcs: items(&std::mem::take(&mut im.vpcs))?,
+        endpoints: items(
+            &endpoints
+                .into_iter()
+                .map(|e| raw::EndpointEntry::Full(Box::new(e)))
+                .collect::<Vec<_>>(),
+        )?,
+        services: items(
+            &std::mem::take(&mut im.services)
+                .into_values()
+                .collect::<Vec<_>>(),
+        )?,
+        hosted_zones: items(&hosted_zones)?,
         resolver,
+        instances: items(&instances)?,
+        firewall,
+        profiles: items(&profiles)?,
+        ..raw::File::default()
     };
     let warnings = im.warnings;
     let mut yaml = String::from("# Imported by `vpc-resolver import aws` from:\n");
@@ -744,15 +652,38 @@ pub fn import_aws(docs: &[Document], options: &Options) -> Result<Imported, Impo
     })
 }
 
+fn resolver_rule_ids(resolver: &raw::Resolver) -> Vec<String> {
+    resolver
+        .rules
+        .iter()
+        .filter_map(|r| r.value.get("id")?.as_str().map(str::to_string))
+        .collect()
+}
+
+fn firewall_group_ids(firewall: Option<&raw::Firewall>) -> Vec<String> {
+    firewall
+        .into_iter()
+        .flat_map(|f| f.rule_groups.iter())
+        .filter_map(|g| g.value.get("id")?.as_str().map(str::to_string))
+        .collect()
+}
+
+/// Items built here, held as the YAML the topology parser reads (one schema: `topology::raw`).
+fn items<T: serde::Serialize>(list: &[T]) -> Result<Vec<Lenient<T>>, ImportError> {
+    list.iter()
+        .map(|item| Lenient::new(item).map_err(ImportError::Yaml))
+        .collect()
+}
+
 struct Importer<'p> {
     parsed: &'p [Parsed],
     warnings: Vec<String>,
     region: String,
-    vpcs: Vec<OutVpc>,
+    vpcs: Vec<raw::Vpc>,
     /// Subnet id -> (VPC id, IPv4 CIDR, IPv6 CIDR).
     subnets: HashMap<String, (String, Option<Ipv4Net>, Option<Ipv6Net>)>,
     /// Services the catalog lacks, by full name.
-    services: BTreeMap<String, OutService>,
+    services: BTreeMap<String, raw::Service>,
 }
 
 impl<'p> Importer<'p> {
@@ -779,7 +710,7 @@ impl<'p> Importer<'p> {
     }
 
     fn has_vpc(&self, id: &str) -> bool {
-        self.vpcs.iter().any(|v| v.id == id)
+        self.vpcs.iter().any(|v| v.id.as_deref() == Some(id))
     }
 
     fn vpcs(&mut self) {
@@ -857,15 +788,17 @@ impl<'p> Importer<'p> {
             } else {
                 (None, Some(cidrs))
             };
-            self.vpcs.push(OutVpc {
-                id: v.vpc_id.clone(),
+            self.vpcs.push(raw::Vpc {
+                id: Some(v.vpc_id.clone()),
                 name,
                 cidr,
                 cidrs,
                 ipv6_cidr: v6.first().map(|s| s.to_string()),
-                enable_dns_support: support.unwrap_or(true),
-                enable_dns_hostnames: hostnames.unwrap_or(true),
-                subnets: Vec::new(),
+                enable_dns_support: Some(support.unwrap_or(true)),
+                enable_dns_hostnames: Some(hostnames.unwrap_or(true)),
+                clients: None,
+                azs: None,
+                subnets: Some(Vec::new()),
             });
         }
         let aws_subnets: Vec<&AwsSubnet> = self
@@ -877,7 +810,11 @@ impl<'p> Importer<'p> {
             if self.subnets.contains_key(&s.subnet_id) {
                 continue;
             }
-            let Some(vpc) = self.vpcs.iter().position(|v| v.id == s.vpc_id) else {
+            let Some(vpc) = self
+                .vpcs
+                .iter()
+                .position(|v| v.id.as_deref() == Some(&s.vpc_id))
+            else {
                 self.warn(format!(
                     "{}: skipped: its VPC {} is not in the input (describe-vpcs)",
                     s.subnet_id, s.vpc_id
@@ -904,12 +841,18 @@ impl<'p> Importer<'p> {
                     ipv6.as_deref().and_then(|t| t.parse().ok()),
                 ),
             );
-            self.vpcs[vpc].subnets.push(OutSubnet {
-                id: s.subnet_id.clone(),
-                az: az.clone(),
-                cidr: cidr.clone(),
-                ipv6_cidr: ipv6,
-            });
+            self.vpcs[vpc]
+                .subnets
+                .get_or_insert_with(Vec::new)
+                .push(raw::Subnet {
+                    id: Some(s.subnet_id.clone()),
+                    az: Some(az.clone()),
+                    cidr: cidr.clone(),
+                    ipv6_cidr: ipv6,
+                    // EnableDns64 is AWS's; moto leaves it out (then off, AWS's default).
+                    enable_dns64: s.enable_dns64.filter(|on| *on),
+                    clients: None,
+                });
         }
     }
 
@@ -921,7 +864,7 @@ impl<'p> Importer<'p> {
             .collect()
     }
 
-    fn endpoints(&mut self) -> Vec<OutEndpoint> {
+    fn endpoints(&mut self) -> Vec<raw::Endpoint> {
         let aws: Vec<&AwsEndpoint> = self
             .parsed
             .iter()
@@ -964,7 +907,11 @@ impl<'p> Importer<'p> {
                 ));
                 continue;
             }
-            let region = self.region.clone();
+            // A cross-Region endpoint's service is named in its own Region.
+            let region = e
+                .service_region
+                .clone()
+                .unwrap_or_else(|| self.region.clone());
             let service = match Catalog::embedded().resolve(&e.service_name, &region) {
                 Some(s) => s,
                 None if kind == "gateway" => {
@@ -995,10 +942,10 @@ impl<'p> Importer<'p> {
                 }
                 self.services
                     .entry(e.service_name.clone())
-                    .or_insert(OutService {
+                    .or_insert(raw::Service {
                         name: e.service_name.clone(),
                         private_dns_names: names,
-                        endpoint_service_id: service.endpoint_service_id.clone(),
+                        endpoint_service_id: Some(service.endpoint_service_id.clone()),
                     });
             }
             if let Some(sfx) = &dns_suffix {
@@ -1008,18 +955,20 @@ impl<'p> Importer<'p> {
                     "{id}: no `{id}-xxxxxxxx` name in DnsEntries; the suffix of its vpce names is derived"
                 ));
             }
-            let mut ep = OutEndpoint {
-                id: id.clone(),
-                vpc: e.vpc_id.clone(),
+            let mut ep = raw::Endpoint {
+                id: Some(id.clone()),
+                vpc: Some(e.vpc_id.clone()),
                 service: e.service_name.clone(),
-                kind,
+                kind: Some(kind.to_string()),
                 private_dns: None,
                 private_dns_only_for_inbound_resolver_endpoint: None,
                 ip_address_type: None,
                 dns_record_ip_type: None,
                 dns_suffix: if kind == "gateway" { None } else { dns_suffix },
                 enis: None,
+                subnets: None,
                 route_tables: None,
+                service_region: self.service_region_of(e),
             };
             if kind == "gateway" {
                 ep.route_tables = Some(e.route_table_ids.clone());
@@ -1061,7 +1010,10 @@ impl<'p> Importer<'p> {
 
     /// An interface endpoint's service the catalog lacks: its names come from DnsEntries.
     fn service_from_entries(&mut self, e: &AwsEndpoint) -> Option<catalog::Service> {
-        let region = self.region.clone();
+        let region = e
+            .service_region
+            .clone()
+            .unwrap_or_else(|| self.region.clone());
         let tail = format!(".{region}.vpce.{}", catalog::dns_suffix(&region));
         let svc_id = e.dns_entries.iter().find_map(|d| {
             let name = d.dns_name.trim_start_matches("*.").trim_end_matches('.');
@@ -1078,10 +1030,10 @@ impl<'p> Importer<'p> {
         ));
         self.services.insert(
             e.service_name.clone(),
-            OutService {
+            raw::Service {
                 name: e.service_name.clone(),
                 private_dns_names: names.clone(),
-                endpoint_service_id: svc_id.clone(),
+                endpoint_service_id: Some(svc_id.clone()),
             },
         );
         Some(catalog::Service {
@@ -1104,7 +1056,10 @@ impl<'p> Importer<'p> {
         sfx: &str,
         private_names: &[String],
     ) {
-        let domain = catalog::vpce_domain(&service.endpoint_service_id, &self.region);
+        let domain = catalog::vpce_domain(
+            &service.endpoint_service_id,
+            e.service_region.as_ref().unwrap_or(&self.region),
+        );
         let regional = format!("{}-{sfx}.{domain}", e.vpc_endpoint_id);
         let zonal_prefix = format!("{}-{sfx}-", e.vpc_endpoint_id);
         for entry in &e.dns_entries {
@@ -1133,9 +1088,9 @@ impl<'p> Importer<'p> {
         e: &AwsEndpoint,
         enis: &HashMap<&str, &AwsEni>,
         have_enis: bool,
-    ) -> Vec<OutEni> {
+    ) -> Vec<raw::Eni> {
         let id = &e.vpc_endpoint_id;
-        let mut out: Vec<OutEni> = Vec::new();
+        let mut out: Vec<raw::Eni> = Vec::new();
         for eni_id in &e.network_interface_ids {
             let Some(eni) = enis.get(eni_id.as_str()) else {
                 if have_enis {
@@ -1181,7 +1136,7 @@ impl<'p> Importer<'p> {
                     .is_some_and(|c| c.contains(&v6))
                     .then(|| v6.to_string())
             });
-            out.push(OutEni { subnet, ip, ipv6 });
+            out.push(raw::Eni { subnet, ip, ipv6 });
         }
         for subnet in &e.subnet_ids {
             if out.iter().any(|x| &x.subnet == subnet) {
@@ -1198,7 +1153,7 @@ impl<'p> Importer<'p> {
                     "{id}: no ENI of it in subnet {subnet}; one with a default address is assumed"
                 ));
             }
-            out.push(OutEni {
+            out.push(raw::Eni {
                 subnet: subnet.clone(),
                 ip: None,
                 ipv6: None,
@@ -1212,10 +1167,12 @@ impl<'p> Importer<'p> {
         out
     }
 
-    fn hosted_zones(&mut self, endpoints: &[OutEndpoint]) -> Vec<OutZone> {
+    fn hosted_zones(&mut self, endpoints: &[raw::Endpoint]) -> Vec<raw::HostedZone> {
         // id -> (name, private, vpcs)
         let mut zones: BTreeMap<String, (String, Option<bool>, BTreeSet<String>)> = BTreeMap::new();
-        let only_vpc = (self.vpcs.len() == 1).then(|| self.vpcs[0].id.clone());
+        let only_vpc = (self.vpcs.len() == 1)
+            .then(|| self.vpcs[0].id.clone())
+            .flatten();
         for p in self.parsed {
             let r = &p.response;
             for z in r.hosted_zones.iter().flatten().chain(r.hosted_zone.iter()) {
@@ -1303,10 +1260,10 @@ impl<'p> Importer<'p> {
             }
             let sets = records.remove(&id).unwrap_or_default();
             let recs = self.records(&id, &name, &sets, endpoints);
-            out.push(OutZone {
-                id,
+            out.push(raw::HostedZone {
+                id: Some(id),
                 name: name.trim_end_matches('.').to_string(),
-                vpcs: kept,
+                vpcs: Some(kept),
                 records: recs,
             });
         }
@@ -1323,9 +1280,9 @@ impl<'p> Importer<'p> {
         zone: &str,
         apex: &str,
         sets: &[&RecordSet],
-        endpoints: &[OutEndpoint],
-    ) -> Vec<OutRecord> {
-        let mut out: Vec<OutRecord> = Vec::new();
+        endpoints: &[raw::Endpoint],
+    ) -> Vec<raw::Record> {
+        let mut out: Vec<raw::Record> = Vec::new();
         let mut seen: BTreeSet<(String, String)> = BTreeSet::new();
         for s in sets {
             let name = r53_name(&s.name);
@@ -1352,23 +1309,27 @@ impl<'p> Importer<'p> {
                 let target = alias.dns_name.trim_end_matches('.').to_ascii_lowercase();
                 let bare = target.trim_start_matches("*.");
                 let first = bare.split('.').next().unwrap_or_default();
-                let hit = endpoints.iter().find(|e| first.starts_with(&e.id));
+                let hit = endpoints
+                    .iter()
+                    .filter_map(|e| e.id.as_deref())
+                    .find(|id| first.starts_with(id));
                 match hit {
                     Some(ep) if matches!(s.kind.as_str(), "A" | "AAAA") => {
                         // `vpce-<id>-<sfx>-us-east-1a` is the zonal name of that AZ.
-                        let rest = &first[ep.id.len()..];
+                        let rest = &first[ep.len()..];
                         let az = rest
                             .strip_prefix('-')
                             .and_then(|r| r.get(9..))
                             .filter(|az| !az.is_empty())
                             .map(str::to_string);
-                        out.push(OutRecord {
+                        out.push(raw::Record {
                             name: name.clone(),
                             kind: s.kind.clone(),
                             ttl: None,
                             values: Vec::new(),
-                            alias: Some(OutAlias {
-                                endpoint: ep.id.clone(),
+                            value: None,
+                            alias: Some(raw::Alias {
+                                endpoint: ep.to_string(),
                                 az,
                             }),
                         });
@@ -1406,46 +1367,45 @@ impl<'p> Importer<'p> {
                 };
                 values.push(value);
             }
-            out.push(OutRecord {
+            out.push(raw::Record {
                 name,
                 kind: s.kind.clone(),
                 ttl: s.ttl,
                 values,
+                value: None,
                 alias: None,
             });
         }
         out
     }
 
-    fn resolver(&mut self) -> OutResolver {
-        let mut out = OutResolver::default();
+    fn resolver(&mut self) -> Result<raw::Resolver, ImportError> {
+        let (inbound, outbound) = self.resolver_endpoints();
+        let outbound_ids: Vec<String> = outbound.iter().filter_map(|e| e.id.clone()).collect();
+        let rules = self.resolver_rules(&outbound_ids);
+        Ok(raw::Resolver {
+            inbound_endpoints: items(&inbound)?,
+            outbound_endpoints: items(&outbound)?,
+            rules: items(&rules)?,
+        })
+    }
+
+    /// Inbound and outbound Resolver endpoints with the addresses the input tells.
+    fn resolver_endpoints(&mut self) -> (Vec<raw::ResolverEndpoint>, Vec<raw::ResolverEndpoint>) {
         let eps: Vec<&AwsResolverEndpoint> = self
             .parsed
             .iter()
             .flat_map(|p| p.response.resolver_endpoints.iter().flatten())
             .collect();
-        // Endpoint id -> addresses, from list-resolver-endpoint-ip-addresses files named after the endpoint.
-        let mut ip_lists: HashMap<String, Vec<&AwsResolverIp>> = HashMap::new();
-        for p in self.parsed {
-            let Some(list) = &p.response.ip_addresses else {
-                continue;
-            };
-            let fname = file_name(&p.name);
-            match id_in_name(fname, "rslvr-in-").or_else(|| id_in_name(fname, "rslvr-out-")) {
-                Some(id) => ip_lists.entry(id).or_default().extend(list.iter()),
-                None => self.warn(format!(
-                    "{}: list-resolver-endpoint-ip-addresses output without a rslvr-in-…/rslvr-out-… id in its file name; left out",
-                    p.name
-                )),
-            }
-        }
+        let ip_lists = self.resolver_ip_lists();
         let enis = self.enis();
+        let (mut inbound, mut outbound) = (Vec::new(), Vec::new());
         let mut seen = BTreeSet::new();
         for ep in eps {
             if !seen.insert(ep.id.clone()) {
                 continue;
             }
-            let inbound = match ep.direction.as_str() {
+            let is_inbound = match ep.direction.as_str() {
                 "INBOUND" => true,
                 "OUTBOUND" => false,
                 other => {
@@ -1460,73 +1420,85 @@ impl<'p> Importer<'p> {
                 ));
                 continue;
             }
-            let mut candidates: Vec<(Option<String>, String)> = Vec::new();
-            match ip_lists.get(&ep.id) {
-                Some(list) => {
-                    for a in list {
-                        for ip in a.ip.iter().chain(a.ipv6.iter()) {
-                            candidates.push((a.subnet_id.clone(), ip.clone()));
-                        }
-                    }
-                }
-                None => {
-                    // AWS describes a Resolver ENI as "Route 53 Resolver: rslvr-in-…:rni-…".
-                    let mut found: Vec<&&AwsEni> = enis
-                        .values()
-                        .filter(|e| e.description.as_deref().is_some_and(|d| d.contains(&ep.id)))
-                        .collect();
-                    found.sort_by_key(|e| e.network_interface_id.clone());
-                    for e in found {
-                        if let Some(ip) = &e.private_ip_address {
-                            candidates.push((e.subnet_id.clone(), ip.clone()));
-                        }
-                    }
-                }
-            }
-            let mut ips = Vec::new();
-            for (subnet, ip) in candidates {
-                let Ok(addr) = ip.parse::<IpAddr>() else {
-                    self.warn(format!(
-                        "{}: address `{ip}` is not an IP address; left out",
-                        ep.id
-                    ));
-                    continue;
-                };
-                let inside = self.subnets.iter().any(|(_, (vpc, c4, c6))| {
-                    vpc == &ep.host_vpc_id
-                        && match addr {
-                            IpAddr::V4(a) => c4.is_some_and(|c| c.contains(&a)),
-                            IpAddr::V6(a) => c6.is_some_and(|c| c.contains(&a)),
-                        }
-                });
-                if inside {
-                    ips.push(addr.to_string());
-                } else {
-                    self.warn(format!(
-                        "{}: address {ip} (subnet {}) is in no imported subnet of {}; dropped",
-                        ep.id,
-                        subnet.unwrap_or_default(),
-                        ep.host_vpc_id
-                    ));
-                }
-            }
-            if ips.is_empty() {
-                self.warn(format!(
-                    "{}: no addresses known (list-resolver-endpoint-ip-addresses named after it); two default addresses are assigned",
-                    ep.id
-                ));
-            }
-            let out_ep = OutResolverEndpoint {
-                id: ep.id.clone(),
-                vpc: ep.host_vpc_id.clone(),
+            let candidates = endpoint_candidates(ep, &ip_lists, &enis);
+            let ips = self.endpoint_ips(ep, candidates);
+            let out_ep = raw::ResolverEndpoint {
+                id: Some(ep.id.clone()),
+                vpc: Some(ep.host_vpc_id.clone()),
                 ips: (!ips.is_empty()).then_some(ips),
             };
-            if inbound {
-                out.inbound_endpoints.push(out_ep);
+            if is_inbound {
+                inbound.push(out_ep);
             } else {
-                out.outbound_endpoints.push(out_ep);
+                outbound.push(out_ep);
             }
         }
+        (inbound, outbound)
+    }
+
+    /// Endpoint id -> addresses, from list-resolver-endpoint-ip-addresses files named after the endpoint.
+    fn resolver_ip_lists(&mut self) -> HashMap<String, Vec<&'p AwsResolverIp>> {
+        let mut ip_lists: HashMap<String, Vec<&AwsResolverIp>> = HashMap::new();
+        for p in self.parsed {
+            let Some(list) = &p.response.ip_addresses else {
+                continue;
+            };
+            let fname = file_name(&p.name);
+            match id_in_name(fname, "rslvr-in-").or_else(|| id_in_name(fname, "rslvr-out-")) {
+                Some(id) => ip_lists.entry(id).or_default().extend(list.iter()),
+                None => self.warn(format!(
+                    "{}: list-resolver-endpoint-ip-addresses output without a rslvr-in-…/rslvr-out-… id in its file name; left out",
+                    p.name
+                )),
+            }
+        }
+        ip_lists
+    }
+
+    /// The candidate addresses inside an imported subnet of the endpoint's VPC; the others are reported.
+    fn endpoint_ips(
+        &mut self,
+        ep: &AwsResolverEndpoint,
+        candidates: Vec<(Option<String>, String)>,
+    ) -> Vec<String> {
+        let mut ips = Vec::new();
+        for (subnet, ip) in candidates {
+            let Ok(addr) = ip.parse::<IpAddr>() else {
+                self.warn(format!(
+                    "{}: address `{ip}` is not an IP address; left out",
+                    ep.id
+                ));
+                continue;
+            };
+            let inside = self.subnets.iter().any(|(_, (vpc, c4, c6))| {
+                vpc == &ep.host_vpc_id
+                    && match addr {
+                        IpAddr::V4(a) => c4.is_some_and(|c| c.contains(&a)),
+                        IpAddr::V6(a) => c6.is_some_and(|c| c.contains(&a)),
+                    }
+            });
+            if inside {
+                ips.push(addr.to_string());
+            } else {
+                self.warn(format!(
+                    "{}: address {ip} (subnet {}) is in no imported subnet of {}; dropped",
+                    ep.id,
+                    subnet.unwrap_or_default(),
+                    ep.host_vpc_id
+                ));
+            }
+        }
+        if ips.is_empty() {
+            self.warn(format!(
+                "{}: no addresses known (list-resolver-endpoint-ip-addresses named after it); two default addresses are assigned",
+                ep.id
+            ));
+        }
+        ips
+    }
+
+    /// Rule id -> the imported VPCs it is associated with.
+    fn rule_associations(&mut self) -> HashMap<String, Vec<String>> {
         let mut assoc: HashMap<String, Vec<String>> = HashMap::new();
         let associations: Vec<&AwsRuleAssociation> = self
             .parsed
@@ -1552,11 +1524,17 @@ impl<'p> Importer<'p> {
                 ));
             }
         }
+        assoc
+    }
+
+    fn resolver_rules(&mut self, outbound_ids: &[String]) -> Vec<raw::Rule> {
+        let mut assoc = self.rule_associations();
         let rules: Vec<&AwsRule> = self
             .parsed
             .iter()
             .flat_map(|p| p.response.resolver_rules.iter().flatten())
             .collect();
+        let mut out = Vec::new();
         let mut seen = BTreeSet::new();
         for r in rules {
             if !seen.insert(r.id.clone()) {
@@ -1564,71 +1542,9 @@ impl<'p> Importer<'p> {
             }
             // Its associations go with it: a skipped rule's warning covers them.
             let vpcs = assoc.remove(&r.id).unwrap_or_default();
-            let domain = r.domain_name.trim_end_matches('.').to_ascii_lowercase();
-            let label = format!("{} ({} {})", r.id, r.rule_type, r.domain_name);
-            if r.owner_id.as_deref() == Some("Route 53 Resolver") || r.id.contains("autodefined") {
-                self.warn(format!(
-                    "{label}: skipped: a rule Route 53 Resolver defines itself; vpc-resolver has its own equivalent"
-                ));
-                continue;
+            if let Some(rule) = self.resolver_rule(r, vpcs, outbound_ids) {
+                out.push(rule);
             }
-            let kind = match r.rule_type.as_str() {
-                "FORWARD" => "forward",
-                "SYSTEM" => "system",
-                _ => {
-                    self.warn(format!("{label}: skipped: rule type not supported"));
-                    continue;
-                }
-            };
-            if domain.is_empty() {
-                self.warn(format!(
-                    "{label}: skipped: rules for the root domain are not modelled"
-                ));
-                continue;
-            }
-            let mut targets = Vec::new();
-            if kind == "forward" {
-                for t in &r.target_ips {
-                    let port = t.port.unwrap_or(53);
-                    let ip =
-                        t.ip.as_deref()
-                            .or(t.ipv6.as_deref())
-                            .and_then(|s| s.parse::<IpAddr>().ok());
-                    match ip {
-                        Some(ip) => targets.push(SocketAddr::new(ip, port).to_string()),
-                        None => self.warn(format!(
-                            "{label}: a target without a valid address left out"
-                        )),
-                    }
-                }
-                if targets.is_empty() {
-                    self.warn(format!("{label}: skipped: a forward rule without targets"));
-                    continue;
-                }
-            }
-            if vpcs.is_empty() {
-                self.warn(format!(
-                    "{label}: associated with no imported VPC (list-resolver-rule-associations); imported with `vpcs: []`"
-                ));
-            }
-            let outbound = match &r.resolver_endpoint_id {
-                Some(id) if out.outbound_endpoints.iter().any(|e| &e.id == id) => Some(id.clone()),
-                Some(id) => {
-                    self.warn(format!(
-                        "{label}: its outbound endpoint {id} is not in the input; left out"
-                    ));
-                    None
-                }
-                None => None,
-            };
-            out.rules.push(OutRule {
-                id: r.id.clone(),
-                kind,
-                domain,
-                targets,
-                vpcs,
-                outbound_endpoint: outbound.filter(|_| kind == "forward"),
-            });
         }
         for (rule, _) in assoc {
             self.warn(format!(
@@ -1637,6 +1553,132 @@ impl<'p> Importer<'p> {
         }
         out
     }
+
+    /// One FORWARD, SYSTEM or DELEGATE rule; Resolver's own rules and the root domain are left out.
+    fn resolver_rule(
+        &mut self,
+        r: &AwsRule,
+        vpcs: Vec<String>,
+        outbound_ids: &[String],
+    ) -> Option<raw::Rule> {
+        let shown = r.delegation_record.as_deref().unwrap_or(&r.domain_name);
+        let label = format!("{} ({} {shown})", r.id, r.rule_type);
+        if r.owner_id.as_deref() == Some("Route 53 Resolver") || r.id.contains("autodefined") {
+            self.warn(format!(
+                "{label}: skipped: a rule Route 53 Resolver defines itself; vpc-resolver has its own equivalent"
+            ));
+            return None;
+        }
+        let kind = match r.rule_type.as_str() {
+            "FORWARD" => "forward",
+            "SYSTEM" => "system",
+            "DELEGATE" => "delegate",
+            _ => {
+                self.warn(format!("{label}: skipped: rule type not supported"));
+                return None;
+            }
+        };
+        let domain = shown.trim_end_matches('.').to_ascii_lowercase();
+        if domain.is_empty() {
+            self.warn(format!(
+                "{label}: skipped: rules for the root domain are not modelled"
+            ));
+            return None;
+        }
+        let targets = if kind == "forward" {
+            let targets = self.rule_targets(&label, r);
+            if targets.is_empty() {
+                self.warn(format!("{label}: skipped: a forward rule without targets"));
+                return None;
+            }
+            targets
+        } else {
+            Vec::new()
+        };
+        let outbound = match &r.resolver_endpoint_id {
+            Some(id) if outbound_ids.contains(id) => Some(id.clone()),
+            Some(id) => {
+                self.warn(format!(
+                    "{label}: its outbound endpoint {id} is not in the input; left out"
+                ));
+                None
+            }
+            None => None,
+        };
+        if kind == "delegate" && outbound.is_none() {
+            self.warn(format!(
+                "{label}: skipped: a delegate rule needs its outbound endpoint (list-resolver-endpoints)"
+            ));
+            return None;
+        }
+        if vpcs.is_empty() {
+            self.warn(format!(
+                "{label}: associated with no imported VPC (list-resolver-rule-associations); imported with `vpcs: []`"
+            ));
+        }
+        let delegate = kind == "delegate";
+        Some(raw::Rule {
+            id: Some(r.id.clone()),
+            kind: Some(kind.to_string()),
+            domain: (!delegate).then(|| domain.clone()),
+            delegation_record: delegate.then_some(domain),
+            targets,
+            vpcs: Some(vpcs),
+            outbound_endpoint: outbound.filter(|_| kind != "system"),
+        })
+    }
+
+    fn rule_targets(&mut self, label: &str, r: &AwsRule) -> Vec<String> {
+        let mut targets = Vec::new();
+        for t in &r.target_ips {
+            let port = t.port.unwrap_or(53);
+            let ip =
+                t.ip.as_deref()
+                    .or(t.ipv6.as_deref())
+                    .and_then(|s| s.parse::<IpAddr>().ok());
+            match ip {
+                Some(ip) => targets.push(SocketAddr::new(ip, port).to_string()),
+                None => self.warn(format!(
+                    "{label}: a target without a valid address left out"
+                )),
+            }
+        }
+        targets
+    }
+
+    /// `ServiceRegion` when it is not the imported region (a cross-Region endpoint).
+    fn service_region_of(&self, e: &AwsEndpoint) -> Option<String> {
+        e.service_region.clone().filter(|r| *r != self.region)
+    }
+}
+
+/// Addresses of a Resolver endpoint: from its list-resolver-endpoint-ip-addresses file, else from the ENIs whose
+/// description names it (AWS describes a Resolver ENI as "Route 53 Resolver: rslvr-in-…:rni-…").
+fn endpoint_candidates(
+    ep: &AwsResolverEndpoint,
+    ip_lists: &HashMap<String, Vec<&AwsResolverIp>>,
+    enis: &HashMap<&str, &AwsEni>,
+) -> Vec<(Option<String>, String)> {
+    let mut candidates: Vec<(Option<String>, String)> = Vec::new();
+    if let Some(list) = ip_lists.get(&ep.id) {
+        for a in list {
+            for ip in a.ip.iter().chain(a.ipv6.iter()) {
+                candidates.push((a.subnet_id.clone(), ip.clone()));
+            }
+        }
+        return candidates;
+    }
+    let mut found: Vec<&&AwsEni> = enis
+        .values()
+        .filter(|e| e.description.as_deref().is_some_and(|d| d.contains(&ep.id)))
+        .collect();
+    found.sort_by_key(|e| e.network_interface_id.clone());
+    for e in found {
+        if let Some(ip) = &e.private_ip_address {
+            candidates.push((e.subnet_id.clone(), ip.clone()));
+        }
+    }
+    candidates
 }
 
 /// Names in `DnsEntries` that are not vpce names: the private DNS names (lowercase, no final dot).

@@ -294,7 +294,10 @@ fn aws_fixture_serves_the_dns_entries_names_exactly() {
         "legacy.prod.internal. SPF: skipped: record type not supported",
         "hosted zone Z1111111111PUBLIC (example.com.): skipped: public zones",
         "rslvr-autodefined-rr-internet-resolver (RECURSIVE .): skipped",
-        "rslvr-rr-0fedcba9876543210 (DELEGATE internal.example.com.): skipped",
+        "i-0dddddddddddddddd: skipped: state terminated",
+        "rslvr-fdl-0aaaaaaaaaaaaaaaa (AWSManagedDomainsMalwareDomainList): imported without domains",
+        "association of rslvr-frg-0fedcba9876543210 with vpc-0ffffffffffffffff left out",
+        "rp-0123456789abcdef: RESOLVER_QUERY_LOGGING_CONFIG rqlc-0123456789abcdef left out",
     ];
     for e in expected {
         assert!(
@@ -325,7 +328,8 @@ fn aws_fixture_serves_the_dns_entries_names_exactly() {
     };
     let mut names = 0;
     for ep in json["VpcEndpoints"].as_array().expect("list") {
-        if ep["VpcEndpointType"] != "Interface" {
+        // Cross-Region endpoints are checked in `aws_fixture_keeps_every_resolver_feature`.
+        if ep["VpcEndpointType"] != "Interface" || ep.get("ServiceRegion").is_some() {
             continue;
         }
         let id = ep["VpcEndpointId"].as_str().expect("id");
@@ -414,6 +418,90 @@ fn aws_fixture_serves_the_dns_entries_names_exactly() {
     assert_eq!(
         served.addresses("x.apps.prod.internal.", RecordType::A),
         BTreeSet::from([IpAddr::from([10, 50, 5, 5])])
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// DNS Firewall, Profiles, instances, DNS64, cross-Region endpoints and DELEGATE rules come through as AWS reports
+/// them, and the result passes `check`.
+#[test]
+fn aws_fixture_keeps_every_resolver_feature() {
+    use vpc_resolver::topology::{
+        AssociatedWith, BlockResponse, FirewallAction, HostnameType, Redirection,
+    };
+    let fixtures = root().join("tests/fixtures/aws");
+    let dir = temp_dir("aws-features");
+    let (file, _) = import(&fixtures, &dir);
+    let topo = topology::load(&[&file]).expect("valid");
+    let fw = &topo.firewall;
+    let list = |id: &str| {
+        fw.domain_lists
+            .iter()
+            .position(|l| l.id == id)
+            .expect("list")
+    };
+    assert_eq!(
+        fw.domain_lists[list("rslvr-fdl-0123456789abcdef0")]
+            .domains
+            .len(),
+        2
+    );
+    let baseline = fw
+        .rule_groups
+        .iter()
+        .find(|g| g.id == "rslvr-frg-0123456789abcdef0")
+        .expect("group");
+    let names: Vec<&str> = baseline.rules.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["block-malware", "walled-garden", "aws-managed"]);
+    assert_eq!(
+        baseline.rules[0].action,
+        FirewallAction::Block(BlockResponse::Nxdomain)
+    );
+    let walled = &baseline.rules[1];
+    assert_eq!(walled.qtype, Some(RecordType::A));
+    assert_eq!(walled.redirection, Redirection::Trust);
+    assert!(
+        matches!(&walled.action, FirewallAction::Block(BlockResponse::Override { domain, ttl: 30 })
+        if domain.to_string() == "walled.example.net.")
+    );
+    assert_eq!(baseline.rules[2].action, FirewallAction::Alert);
+    let order: Vec<(u32, bool)> = topo
+        .firewall_of(0)
+        .iter()
+        .map(|a| (a.priority, matches!(a.target, AssociatedWith::Profile(_))))
+        .collect();
+    assert_eq!(
+        order,
+        [(101, false), (102, true)],
+        "direct 101, then the Profile's 102"
+    );
+    let profile = &topo.profiles[0];
+    assert_eq!(profile.id, "rp-0123456789abcdef");
+    assert_eq!(
+        (
+            profile.vpcs.len(),
+            profile.hosted_zones.len(),
+            profile.rules.len()
+        ),
+        (1, 1, 1)
+    );
+    assert_eq!(topo.instances.len(), 2);
+    let i = &topo.instances[0];
+    assert_eq!(i.ip.to_string(), "10.50.1.25");
+    assert_eq!(
+        i.public_ip.map(|p| p.to_string()).as_deref(),
+        Some("203.0.113.25")
+    );
+    assert!(i.resource_name_a && i.resource_name_aaaa && i.ipv6.is_some());
+    assert_eq!(topo.instances[1].hostname_type, HostnameType::ResourceName);
+    assert!(topo.vpcs[0].subnets[0].dns64 && !topo.vpcs[0].subnets[1].dns64);
+    let xr = endpoint(&topo, "vpce-0d0d0d0d0d0d0d0d0");
+    assert_eq!(xr.service_region.as_deref(), Some("us-west-2"));
+    assert_eq!(xr.dns_suffix, "xr9kms01");
+    let d = &topo.delegations[0];
+    assert_eq!(
+        (d.id.as_str(), d.record.to_string().as_str()),
+        ("rslvr-rr-0fedcba9876543210", "onprem.prod.internal.")
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
