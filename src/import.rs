@@ -1426,6 +1426,8 @@ impl<'p> Importer<'p> {
                 id: Some(ep.id.clone()),
                 vpc: Some(ep.host_vpc_id.clone()),
                 ips: (!ips.is_empty()).then_some(ips),
+                // Security groups are not imported: any source may ask.
+                allowed_sources: None,
             };
             if is_inbound {
                 inbound.push(out_ep);

@@ -3,6 +3,24 @@
 use super::*;
 
 impl Builder<'_> {
+    /// `allowed_sources` of a Resolver endpoint: CIDRs, inbound endpoints only.
+    fn allowed_sources(
+        &self,
+        ctx: &mut Ctx<'_>,
+        o: Origin<'_>,
+        path: &YamlPath,
+        inbound: bool,
+        list: Option<&[String]>,
+    ) -> Option<Vec<IpNet>> {
+        let list = list?;
+        let path = path.key("allowed_sources");
+        if !inbound {
+            ctx.err(o.file, &path, "only inbound endpoints take `allowed_sources` (their security group's DNS ingress); remove it here");
+            return None;
+        }
+        Some(nets(ctx, o, &path, Some(list)))
+    }
+
     pub(super) fn resolver_endpoints(&mut self, ctx: &mut Ctx<'_>) -> Vec<PendingIp> {
         let mut pending = Vec::new();
         let origins: Vec<_> = Self::origins(ctx).collect();
@@ -96,7 +114,14 @@ impl Builder<'_> {
                             }
                         }
                     }
-                    let ep = ResolverEndpoint { id, vpc, ips };
+                    let allowed_sources =
+                        self.allowed_sources(ctx, o, &path, inbound, r.allowed_sources.as_deref());
+                    let ep = ResolverEndpoint {
+                        id,
+                        vpc,
+                        ips,
+                        allowed_sources,
+                    };
                     if inbound {
                         self.topo.inbound_endpoints.push(ep)
                     } else {
