@@ -44,7 +44,8 @@ pub(crate) fn endpoint_addresses(
 
 /// The Regional `vpce-…` name of an interface endpoint.
 pub(crate) fn regional_name(e: &Endpoint, region: &str) -> Name {
-    let domain = catalog::vpce_domain(&e.service.endpoint_service_id, region);
+    // A cross-Region endpoint's names carry the service's Region (reference §12.4).
+    let domain = catalog::vpce_domain(&e.service.endpoint_service_id, e.service_region(region));
     name(&format!("{}.{domain}", e.name_prefix()))
 }
 

@@ -1,13 +1,19 @@
 //! Authority: customer private hosted zones, in every VPC they are associated with (reference §6.4), with alias
-//! records to interface endpoints expanded to the ENI addresses (§6.5).
+//! records to interface endpoints expanded to the ENI addresses (§6.5), and Route 53's SOA and four name servers at
+//! each zone's apex (§12.8).
 
 use std::sync::Arc;
 
+use hickory_proto::rr::rdata::NS;
 use hickory_proto::rr::{LowerName, RData, Record, RecordType};
 
-use super::authority::{Ask, Authority, Compile, Described, Flow, Registration, Resolved, Scope};
+use hickory_proto::rr::Name;
+
+use super::authority::{
+    Ask, Authority, Compile, Described, Flow, Registration, Resolved, Scope, soa_for,
+};
 use super::zone::Zone;
-use super::{DecidedBy, Trace, record};
+use super::{DecidedBy, Trace, name, record};
 use crate::topology::{HostedZone, Topology, ZoneData, ZoneRecord};
 
 #[derive(Debug)]
@@ -25,7 +31,7 @@ impl HostedZones {
             .iter()
             .map(|z| {
                 let short: Arc<str> = Arc::from(z.name.to_string().trim_end_matches('.'));
-                (compile_zone(c.topo, z), z.vpcs.clone(), short)
+                (compile_zone(c.topo, z, &c.soa), z.vpcs.clone(), short)
             })
             .collect();
         Self {
@@ -35,7 +41,28 @@ impl HostedZones {
     }
 }
 
-fn compile_zone(topo: &Topology, z: &HostedZone) -> Zone {
+/// The name servers Route 53 gives every private hosted zone (reference §12.8, [DOC]).
+const PHZ_NAME_SERVERS: [&str; 4] = [
+    "ns-0.awsdns-00.com.",
+    "ns-512.awsdns-00.net.",
+    "ns-1024.awsdns-00.org.",
+    "ns-1536.awsdns-00.co.uk.",
+];
+/// TTL of the apex NS records (reference §12.8, [DOC]; the SOA's is 900).
+const PHZ_NS_TTL: u32 = 172_800;
+
+/// The apex SOA and NS records every private hosted zone has, answered in the ANSWER section (reference §12.8).
+fn apex_records(zone: &Name, soa: &Record) -> Vec<Record> {
+    let mut out = vec![soa_for(soa, zone)];
+    out.extend(
+        PHZ_NAME_SERVERS
+            .iter()
+            .map(|ns| record(zone, PHZ_NS_TTL, RData::NS(NS(name(ns))))),
+    );
+    out
+}
+
+fn compile_zone(topo: &Topology, z: &HostedZone, soa: &Record) -> Zone {
     let mut zone = Zone::new(
         z.name.clone(),
         format!("private hosted zone {} ({})", z.name, z.id),
@@ -62,6 +89,10 @@ fn compile_zone(topo: &Topology, z: &HostedZone) -> Zone {
             .or_default()
             .extend(record_set(topo, r));
     }
+    // The zone's own SOA and NS (a topology can't write them: `import` leaves Route 53's out).
+    let apex = zone.records.entry(LowerName::new(&z.name)).or_default();
+    apex.retain(|r| !matches!(r.record_type(), RecordType::SOA | RecordType::NS));
+    apex.extend(apex_records(&z.name, soa));
     zone.seal();
     zone
 }

@@ -31,6 +31,7 @@ mod admission;
 mod authority;
 mod ec2_names;
 mod endpoint_zones;
+mod firewall;
 mod hosted_zones;
 mod prefix;
 mod protocol;
@@ -46,19 +47,20 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use hickory_proto::op::ResponseCode;
-use hickory_proto::rr::rdata::SOA;
+use hickory_proto::rr::rdata::{self, SOA};
 use hickory_proto::rr::{DNSClass, LowerName, Name, RData, Record, RecordType};
 use ipnet::IpNet;
 use serde::Serialize;
 
 pub use authority::{Answer, Lost};
+pub use firewall::FirewallMatch;
 
 use admission::{Admission, Admit};
 use authority::{Ask, Authority, Compile, Flow, Resolved, Scope};
 use views::{Views, Why};
 
 use crate::catalog;
-use crate::topology::{Topology, Upstream, ViewRef};
+use crate::topology::{BlockResponse, Topology, Upstream, ViewRef};
 
 /// TTL of endpoint answers: [OBS] for vpce names, [INF] for private DNS names (reference §1.3).
 pub(crate) const ENDPOINT_TTL: u32 = 60;
@@ -279,6 +281,8 @@ pub enum DecidedBy {
     Ec2Name,
     Ec2Reverse,
     VpceName,
+    /// A DNS Firewall BLOCK rule of this rule group.
+    Firewall(Arc<str>),
     Upstream,
     DnsSupportOff,
     /// Refused by "Who may ask".
@@ -298,6 +302,7 @@ impl DecidedBy {
             Self::Ec2Name => "ec2-internal",
             Self::Ec2Reverse => "ec2-reverse",
             Self::VpceName => "vpce-name",
+            Self::Firewall(_) => "firewall",
             Self::Upstream => "upstream",
             Self::DnsSupportOff => "dns-support-off",
             Self::Admission => "admission",
@@ -311,7 +316,7 @@ impl fmt::Display for DecidedBy {
     /// `endpoint:vpce-…`, `phz:corp.internal`, `rule:rslvr-rr-…`, else the kind: the query log's `decided_by`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::EndpointZone(id) | Self::HostedZone(id) | Self::Rule(id) => {
+            Self::EndpointZone(id) | Self::HostedZone(id) | Self::Rule(id) | Self::Firewall(id) => {
                 write!(f, "{}:{id}", self.kind())
             }
             other => f.write_str(other.kind()),
@@ -322,7 +327,7 @@ impl fmt::Display for DecidedBy {
 impl PartialEq<&str> for DecidedBy {
     fn eq(&self, other: &&str) -> bool {
         match self {
-            Self::EndpointZone(id) | Self::HostedZone(id) | Self::Rule(id) => {
+            Self::EndpointZone(id) | Self::HostedZone(id) | Self::Rule(id) | Self::Firewall(id) => {
                 other
                     .strip_prefix(self.kind())
                     .and_then(|rest| rest.strip_prefix(':'))
@@ -367,6 +372,8 @@ pub struct Decision {
     pub fixed: bool,
     /// The judged candidates for the question's name (only when explained).
     pub candidates: Vec<Candidate>,
+    /// The DNS Firewall ALERT or BLOCK rule that matched, for the query log and metrics.
+    pub firewall: Option<FirewallMatch>,
 }
 
 /// What the command line or the server adds to the topology.
@@ -427,6 +434,7 @@ pub struct Engine {
     views: Views,
     admission: Admission,
     upstream: Arc<Route>,
+    firewall: firewall::Firewall,
 }
 
 /// The name the engine was called before it decided admission too.
@@ -518,6 +526,7 @@ impl Engine {
             ec2_domain: name(&catalog::ec2_internal_domain(&topo.region)),
         };
         let auths = registry(&compile);
+        let firewall = firewall::Firewall::compile(&compile);
         let mut vpc_tables: Vec<Table> = vec![HashMap::new(); topo.vpcs.len()];
         let mut everywhere = Table::new();
         let mut all_vpcs: HashMap<LowerName, Vec<(usize, Slot)>> = HashMap::new();
@@ -551,6 +560,7 @@ impl Engine {
             views,
             admission,
             upstream,
+            firewall,
         }
     }
 
@@ -678,6 +688,7 @@ impl Engine {
             decided_by,
             fixed: false,
             candidates: Vec::new(),
+            firewall: None,
         };
         match self.admission.admit(src, arrival) {
             Ok(admit) => trace.add("spec: Who may ask", || admit_text(admit, src, local)),
@@ -709,12 +720,24 @@ impl Engine {
         d
     }
 
-    /// The names part of a decision: walk, follow CNAMEs in the same view, judge the candidates when explaining.
+    /// The names part of a decision: the firewall, the walk, CNAMEs followed in the same view (each name checked
+    /// by the firewall again), the candidates judged when explaining.
     fn names(&self, view: View, q: &Question<'_>, trace: &mut Trace) -> Decision {
         let (qtype, key) = (q.qtype, view.key);
         let mut answers = Vec::new();
         let mut current = q.name.to_lowercase();
         current.set_fqdn(true);
+        let mut fw = FirewallState::default();
+        let redirect = |current: &mut Name,
+                        first,
+                        answers: &mut Vec<Record>,
+                        fw: &mut FirewallState,
+                        trace: &mut Trace| {
+            self.gate(view.vpc, current, qtype, first, answers, fw, trace)
+        };
+        if let Some(outcome) = redirect(&mut current, true, &mut answers, &mut fw, trace) {
+            return fw.decision(view, outcome, DecidedBy::Upstream, Vec::new());
+        }
         let mut seen = trace.words().then(Vec::new);
         let first = self.walk(key, &current, qtype, trace, seen.as_mut());
         let candidates = match &seen {
@@ -724,14 +747,6 @@ impl Engine {
         let decided_by = first.by.clone();
         let mut fixed = first.fixed;
         let mut hit = first;
-        let done = |outcome, fixed| Decision {
-            view: view.clone(),
-            outcome,
-            trace: Vec::new(),
-            decided_by: decided_by.clone(),
-            fixed,
-            candidates: candidates.clone(),
-        };
         for depth in 0..=MAX_CNAME_CHAIN {
             let answer = match hit.resolved {
                 Resolved::Forward(route) => {
@@ -740,7 +755,8 @@ impl Engine {
                         name: current,
                         answers,
                     };
-                    return done(outcome, false);
+                    fixed = false;
+                    return fw.decision_fixed(view, outcome, decided_by, candidates, fixed);
                 }
                 Resolved::Answer(a) => a,
             };
@@ -768,19 +784,77 @@ impl Engine {
                     answers,
                     authority,
                 };
-                return done(outcome, fixed);
+                return fw.decision_fixed(view, outcome, decided_by, candidates, fixed);
             };
             trace.add("RFC 1034 §3.6.2", || {
                 format!("{current} is a CNAME for {target}: following it in the same view")
             });
             current = target.to_lowercase();
+            if let Some(outcome) = redirect(&mut current, false, &mut answers, &mut fw, trace) {
+                return fw.decision(view, outcome, decided_by, candidates);
+            }
             hit = self.walk(key, &current, qtype, trace, None);
             fixed &= hit.fixed;
         }
         let outcome = Outcome::ServFail {
             reason: "CNAME chain too long".into(),
         };
-        done(outcome, false)
+        fw.decision_fixed(view, outcome, decided_by, candidates, false)
+    }
+
+    /// The firewall's word on `current`: `None` to resolve it (after an OVERRIDE, `current` is the override
+    /// domain and its CNAME is in `answers`), or the blocked outcome.
+    #[allow(clippy::too_many_arguments)]
+    fn gate(
+        &self,
+        vpc: Option<usize>,
+        current: &mut Name,
+        qtype: RecordType,
+        first: bool,
+        answers: &mut Vec<Record>,
+        fw: &mut FirewallState,
+        trace: &mut Trace,
+    ) -> Option<Outcome> {
+        let verdict = self
+            .firewall
+            .check(vpc, current, qtype, first, trace, &mut fw.hit);
+        let firewall::Verdict::Block(response) = verdict else {
+            return None;
+        };
+        fw.blocked = fw.hit.as_ref().map(|h| Arc::from(h.rule_group.as_str()));
+        // [INF] UNCONFIRMED: AA, SOA and TTL of block answers; answered without AA or SOA here, after the CNAMEs
+        // of the chain so far.
+        let negative = |rcode, answers: &mut Vec<Record>| Outcome::Answer {
+            rcode,
+            authoritative: false,
+            answers: std::mem::take(answers),
+            authority: Vec::new(),
+        };
+        match response {
+            BlockResponse::Nxdomain => {
+                trace.add("§12.1", || {
+                    "BLOCK with NXDOMAIN (UNCONFIRMED: no SOA, AA off)".to_string()
+                });
+                Some(negative(ResponseCode::NXDomain, answers))
+            }
+            BlockResponse::Nodata => {
+                trace.add("§12.1", || {
+                    "BLOCK with NODATA: NOERROR, empty answer (UNCONFIRMED: no SOA, AA off)"
+                        .to_string()
+                });
+                Some(negative(ResponseCode::NoError, answers))
+            }
+            BlockResponse::Override { domain, ttl } => {
+                trace.add("§12.1", || format!("BLOCK with OVERRIDE: {current} CNAME {domain} (TTL {ttl}), and {domain} is resolved in the same view [INF: that the CNAME is followed is UNCONFIRMED]"));
+                answers.push(record(
+                    current,
+                    ttl,
+                    RData::CNAME(rdata::CNAME(domain.clone())),
+                ));
+                *current = domain;
+                None
+            }
+        }
     }
 
     /// One name, no CNAME chasing: the VPC's authorities, most specific first (reference §9), then those every
@@ -933,6 +1007,47 @@ impl Engine {
                 return out;
             }
             level = level.base_name();
+        }
+    }
+}
+
+/// What the firewall did during one decision.
+#[derive(Default)]
+struct FirewallState {
+    /// The ALERT or BLOCK rule that matched.
+    hit: Option<FirewallMatch>,
+    /// The rule group of a BLOCK rule: it decided.
+    blocked: Option<Arc<str>>,
+}
+
+impl FirewallState {
+    fn decision(
+        &self,
+        view: View,
+        outcome: Outcome,
+        by: DecidedBy,
+        candidates: Vec<Candidate>,
+    ) -> Decision {
+        self.decision_fixed(view, outcome, by, candidates, false)
+    }
+
+    /// A firewall match is never prepared: every ALERT and BLOCK is logged and counted.
+    fn decision_fixed(
+        &self,
+        view: View,
+        outcome: Outcome,
+        by: DecidedBy,
+        candidates: Vec<Candidate>,
+        fixed: bool,
+    ) -> Decision {
+        Decision {
+            view,
+            outcome,
+            trace: Vec::new(),
+            decided_by: self.blocked.clone().map_or(by, DecidedBy::Firewall),
+            fixed: fixed && self.hit.is_none(),
+            candidates,
+            firewall: self.hit.clone(),
         }
     }
 }

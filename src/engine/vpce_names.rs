@@ -1,6 +1,8 @@
 //! Authority: the endpoint-specific `vpce-…` names of interface endpoints. They are public DNS records, so every
-//! view answers them (reference §2.1, §2.2, §3.1), with the ENI addresses; S3's also cover one label of bucket
-//! names below them.
+//! view answers them (reference §2.1, §2.2, §3.1), with the ENI addresses; S3's are wildcards
+//! (`*.vpce-…-sfx.s3.REGION.vpce.amazonaws.com`), so every name below them answers too, at any depth
+//! (`my-bucket.bucket.vpce-…`, `ALIAS.accesspoint.vpce-…`). Cross-Region endpoints carry the service's Region and,
+//! for AWS services, have no zonal names (§12.4).
 
 use std::collections::HashMap;
 
@@ -43,11 +45,15 @@ impl VpceNames {
             .iter()
             .filter(|e| e.kind == EndpointKind::Interface)
         {
-            let domain = catalog::vpce_domain(&e.service.endpoint_service_id, region);
+            let service_region = e.service_region(region);
+            let domain = catalog::vpce_domain(&e.service.endpoint_service_id, service_region);
             let is_s3 = e.service.code == "s3";
             let regional = regional_name(e, region);
             let mut owners = vec![(regional, None)];
-            for eni in &e.enis {
+            // "Zonal DNS is not supported when accessing AWS services in another Region" (§12.4).
+            let zonal = e.service_region.is_none()
+                || e.service.endpoint_service_id.starts_with("vpce-svc-");
+            for eni in e.enis.iter().filter(|_| zonal) {
                 let zonal = name(&format!("{}-{}.{domain}", e.name_prefix(), eni.az));
                 owners.push((zonal, Some(eni.az.as_str())));
             }
@@ -99,7 +105,7 @@ impl Authority for VpceNames {
     fn lookup(&self, entry: u32, ask: &Ask<'_>, trace: &mut Trace) -> Flow {
         let e = &self.names[entry as usize];
         let exact = *ask.lower == e.owner;
-        let bucket = e.wildcard && ask.lower.num_labels() == e.owner.num_labels() + 1;
+        let bucket = e.wildcard && ask.lower.num_labels() > e.owner.num_labels();
         if !exact && !bucket {
             return Flow::Pass(Lost::NotApplicable);
         }

@@ -428,7 +428,8 @@ pub(crate) async fn forward(
     let span = tracing::debug_span!(
         "query", id = query.id, src = %job.src, proto = job.protocol.as_str(), qname = %query.name, qtype = %query.qtype);
     let _entered = span.enter();
-    let dnssec_ok = query.edns.is_some_and(|e| e.dnssec_ok);
+    // The VPC Resolver ignores DO and CD and returns no DNSSEC records (reference §12.7): never ask for them.
+    let dnssec_ok = false;
     let result = forwarder
         .forward(&job.route, &job.name, query.qtype, dnssec_ok)
         .await;
