@@ -144,3 +144,63 @@ pub(crate) trait Authority: Debug + Send + Sync {
     /// Its name for `explain` at registration `entry` of `domain`.
     fn describe(&self, entry: u32, domain: &LowerName) -> Described;
 }
+
+/// Registrations a Route 53 Profile brings carry this bit in their entry number (reference §12.2).
+pub(crate) const VIA_PROFILE: u32 = 1 << 31;
+
+/// Which VPCs get a resource through their Route 53 Profile, for the authorities that hold such resources
+/// (private hosted zones, Resolver rules, interface endpoints).
+///
+/// Precedence where a VPC's own association and its Profile's meet at one domain (AWS documents none; our
+/// choice, [INF]): the VPC's own wins. Own registrations are listed before the Profile's, and the first
+/// registration at a domain decides.
+#[derive(Debug, Default)]
+pub(crate) struct Profiles {
+    /// Per VPC: the id of its Profile.
+    of_vpc: Vec<Option<Arc<str>>>,
+}
+
+impl Profiles {
+    pub(crate) fn compile(topo: &Topology) -> Self {
+        let of_vpc = (0..topo.vpcs.len())
+            .map(|v| {
+                topo.profile_of(v)
+                    .map(|p| Arc::from(topo.profiles[p].id.as_str()))
+            })
+            .collect();
+        Self { of_vpc }
+    }
+
+    /// The VPCs of every Profile that `carries` the resource, without those in `own`.
+    pub(crate) fn vpcs(
+        topo: &Topology,
+        own: &[usize],
+        carries: impl Fn(&crate::topology::Profile) -> bool,
+    ) -> Vec<usize> {
+        let mut out: Vec<usize> = topo
+            .profiles
+            .iter()
+            .filter(|p| carries(p))
+            .flat_map(|p| p.vpcs.iter().copied())
+            .filter(|v| !own.contains(v))
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    /// The entry without the Profile bit; a trace step when the registration came through a Profile.
+    pub(crate) fn entry(&self, entry: u32, ask: &Ask<'_>, what: &str, trace: &mut Trace) -> u32 {
+        if entry & VIA_PROFILE != 0 {
+            let profile = ask
+                .view
+                .vpc
+                .and_then(|v| self.of_vpc.get(v as usize).cloned().flatten());
+            trace.add("§12.2 [INF precedence]", || format!(
+                "{what} applies to this VPC through its Route 53 Profile {} (where the VPC's own association and its Profile's meet at one domain, the VPC's own wins: our choice, AWS documents none)",
+                profile.as_deref().unwrap_or("?")
+            ));
+        }
+        entry & !VIA_PROFILE
+    }
+}

@@ -8,7 +8,8 @@ use hickory_proto::rr::rdata;
 use hickory_proto::rr::{LowerName, Name, RData, Record};
 
 use super::authority::{
-    Ask, Authority, Compile, Described, Flow, Lost, Registration, Resolved, Scope,
+    Ask, Authority, Compile, Described, Flow, Lost, Profiles, Registration, Resolved, Scope,
+    VIA_PROFILE,
 };
 use super::zone::Zone;
 use super::{DecidedBy, ENDPOINT_TTL, Trace, name, record};
@@ -19,6 +20,9 @@ use crate::topology::{Endpoint, EndpointKind};
 pub(crate) struct EndpointZones {
     /// (zone, its endpoint's VPC, endpoint id).
     zones: Vec<(Zone, usize, Arc<str>)>,
+    /// Per zone: the VPCs that get it through their Route 53 Profile.
+    shared: Vec<Vec<usize>>,
+    profiles: Profiles,
     soa: Record,
 }
 
@@ -52,13 +56,20 @@ pub(crate) fn regional_name(e: &Endpoint, region: &str) -> Name {
 impl EndpointZones {
     pub(crate) fn compile(c: &Compile<'_>) -> Self {
         let mut zones = Vec::new();
-        for e in &c.topo.endpoints {
+        let mut shared = Vec::new();
+        for (ei, e) in c.topo.endpoints.iter().enumerate() {
             if e.kind == EndpointKind::Interface && e.private_dns {
-                zones.extend(endpoint_zones(e, &c.topo.region));
+                let own = endpoint_zones(e, &c.topo.region);
+                // A Profile's interface endpoints answer their private DNS names in the Profile's VPCs.
+                let vpcs = Profiles::vpcs(c.topo, &[e.vpc], |p| p.endpoints.contains(&ei));
+                shared.extend(own.iter().map(|_| vpcs.clone()));
+                zones.extend(own);
             }
         }
         Self {
             zones,
+            shared,
+            profiles: Profiles::compile(c.topo),
             soa: c.soa.clone(),
         }
     }
@@ -119,7 +130,8 @@ fn endpoint_zones(e: &Endpoint, region: &str) -> Vec<(Zone, usize, Arc<str>)> {
 
 impl Authority for EndpointZones {
     fn registrations(&self) -> Vec<Registration> {
-        self.zones
+        let mut out: Vec<Registration> = self
+            .zones
             .iter()
             .enumerate()
             .map(|(i, (zone, vpc, _))| Registration {
@@ -127,10 +139,23 @@ impl Authority for EndpointZones {
                 domain: LowerName::new(&zone.name),
                 entry: i as u32,
             })
-            .collect()
+            .collect();
+        // After every VPC's own endpoints: its own private DNS name wins over its Profile's.
+        for (i, vpcs) in self.shared.iter().enumerate() {
+            for &vpc in vpcs {
+                out.push(Registration {
+                    scope: Scope::Vpc(vpc),
+                    domain: LowerName::new(&self.zones[i].0.name),
+                    entry: i as u32 | VIA_PROFILE,
+                });
+            }
+        }
+        out
     }
 
     fn lookup(&self, entry: u32, ask: &Ask<'_>, trace: &mut Trace) -> Flow {
+        let label = &self.zones[(entry & !VIA_PROFILE) as usize].0.label;
+        let entry = self.profiles.entry(entry, ask, label, trace);
         let (zone, _, id) = &self.zones[entry as usize];
         if zone.inbound_only && !ask.view.via_inbound {
             trace.add("§3.3", || format!("{} is private DNS only for inbound Resolver endpoints: a client inside the VPC gets the public answer (its traffic takes the S3 gateway endpoint)", zone.label));
@@ -146,7 +171,7 @@ impl Authority for EndpointZones {
     }
 
     fn describe(&self, entry: u32, _domain: &LowerName) -> Described {
-        let (zone, _, id) = &self.zones[entry as usize];
+        let (zone, _, id) = &self.zones[(entry & !VIA_PROFILE) as usize];
         Described {
             kind: "endpoint private DNS",
             label: zone.label.clone(),

@@ -10,7 +10,8 @@ use hickory_proto::rr::{LowerName, RData, Record, RecordType};
 use hickory_proto::rr::Name;
 
 use super::authority::{
-    Ask, Authority, Compile, Described, Flow, Registration, Resolved, Scope, soa_for,
+    Ask, Authority, Compile, Described, Flow, Profiles, Registration, Resolved, Scope, VIA_PROFILE,
+    soa_for,
 };
 use super::zone::Zone;
 use super::{DecidedBy, Trace, name, record};
@@ -20,6 +21,9 @@ use crate::topology::{HostedZone, Topology, ZoneData, ZoneRecord};
 pub(crate) struct HostedZones {
     /// (zone, associated VPCs, its short name for verdicts).
     zones: Vec<(Zone, Vec<usize>, Arc<str>)>,
+    /// Per zone: the VPCs that get it through their Route 53 Profile.
+    shared: Vec<Vec<usize>>,
+    profiles: Profiles,
     soa: Record,
 }
 
@@ -34,8 +38,17 @@ impl HostedZones {
                 (compile_zone(c.topo, z, &c.soa), z.vpcs.clone(), short)
             })
             .collect();
+        let shared = c
+            .topo
+            .hosted_zones
+            .iter()
+            .enumerate()
+            .map(|(zi, z)| Profiles::vpcs(c.topo, &z.vpcs, |p| p.hosted_zones.contains(&zi)))
+            .collect();
         Self {
             zones,
+            shared,
+            profiles: Profiles::compile(c.topo),
             soa: c.soa.clone(),
         }
     }
@@ -129,10 +142,22 @@ impl Authority for HostedZones {
                 });
             }
         }
+        // After every own association: the VPC's own zone of a name wins over its Profile's.
+        for (i, vpcs) in self.shared.iter().enumerate() {
+            for &vpc in vpcs {
+                out.push(Registration {
+                    scope: Scope::Vpc(vpc),
+                    domain: LowerName::new(&self.zones[i].0.name),
+                    entry: i as u32 | VIA_PROFILE,
+                });
+            }
+        }
         out
     }
 
     fn lookup(&self, entry: u32, ask: &Ask<'_>, trace: &mut Trace) -> Flow {
+        let label = &self.zones[(entry & !VIA_PROFILE) as usize].0.label;
+        let entry = self.profiles.entry(entry, ask, label, trace);
         let (zone, _, short) = &self.zones[entry as usize];
         let mut fixed = true;
         let answer = zone.answer(&self.soa, ask.qname, ask.qtype, trace, &mut fixed);
@@ -144,7 +169,7 @@ impl Authority for HostedZones {
     }
 
     fn describe(&self, entry: u32, _domain: &LowerName) -> Described {
-        let (zone, _, short) = &self.zones[entry as usize];
+        let (zone, _, short) = &self.zones[(entry & !VIA_PROFILE) as usize];
         Described {
             kind: "private hosted zone",
             label: zone.label.clone(),

@@ -8,7 +8,8 @@ use std::sync::Arc;
 use hickory_proto::rr::LowerName;
 
 use super::authority::{
-    Ask, Authority, Compile, Described, Flow, Lost, Registration, Resolved, Scope,
+    Ask, Authority, Compile, Described, Flow, Lost, Profiles, Registration, Resolved, Scope,
+    VIA_PROFILE,
 };
 use super::{DecidedBy, Forwarding, Route, Trace};
 use crate::topology::{Rule, RuleKind, Topology};
@@ -16,6 +17,7 @@ use crate::topology::{Rule, RuleKind, Topology};
 #[derive(Debug)]
 pub(crate) struct Rules {
     rules: Vec<Compiled>,
+    profiles: Profiles,
 }
 
 #[derive(Debug)]
@@ -23,6 +25,8 @@ struct Compiled {
     id: Arc<str>,
     domain: LowerName,
     vpcs: Vec<usize>,
+    /// VPCs that get the rule through their Route 53 Profile.
+    shared: Vec<usize>,
     /// `None` for a system rule.
     route: Option<Arc<Route>>,
 }
@@ -51,14 +55,19 @@ impl Rules {
             .topo
             .rules
             .iter()
-            .map(|r| Compiled {
+            .enumerate()
+            .map(|(ri, r)| Compiled {
                 id: Arc::from(r.id.as_str()),
                 domain: LowerName::new(&r.domain),
                 vpcs: r.vpcs.clone(),
+                shared: Profiles::vpcs(c.topo, &r.vpcs, |p| p.rules.contains(&ri)),
                 route: (r.kind == RuleKind::Forward).then(|| Arc::new(route(c.topo, r))),
             })
             .collect();
-        Self { rules }
+        Self {
+            rules,
+            profiles: Profiles::compile(c.topo),
+        }
     }
 }
 
@@ -74,10 +83,22 @@ impl Authority for Rules {
                 });
             }
         }
+        // After every own association: a VPC's own rule for a domain wins over its Profile's.
+        for (i, r) in self.rules.iter().enumerate() {
+            for &vpc in &r.shared {
+                out.push(Registration {
+                    scope: Scope::Vpc(vpc),
+                    domain: r.domain.clone(),
+                    entry: i as u32 | VIA_PROFILE,
+                });
+            }
+        }
         out
     }
 
     fn lookup(&self, entry: u32, ask: &Ask<'_>, trace: &mut Trace) -> Flow {
+        let what = format!("rule {}", self.rules[(entry & !VIA_PROFILE) as usize].id);
+        let entry = self.profiles.entry(entry, ask, &what, trace);
         let rule = &self.rules[entry as usize];
         match &rule.route {
             None => {
@@ -104,7 +125,7 @@ impl Authority for Rules {
     }
 
     fn describe(&self, entry: u32, _domain: &LowerName) -> Described {
-        let rule = &self.rules[entry as usize];
+        let rule = &self.rules[(entry & !VIA_PROFILE) as usize];
         let (kind, label) = match &rule.route {
             Some(route) => {
                 let targets: Vec<String> = route.targets.iter().map(|t| t.to_string()).collect();
