@@ -29,6 +29,7 @@
 
 mod admission;
 mod authority;
+mod delegations;
 mod ec2_names;
 mod endpoint_zones;
 mod firewall;
@@ -75,6 +76,7 @@ pub const EDE_NOT_SUPPORTED: u16 = 21;
 fn registry(c: &Compile<'_>) -> Vec<Box<dyn Authority>> {
     vec![
         Box::new(rules::Rules::compile(c)),
+        Box::new(delegations::Delegations::compile(c)),
         Box::new(endpoint_zones::EndpointZones::compile(c)),
         Box::new(hosted_zones::HostedZones::compile(c)),
         Box::new(ec2_names::Ec2Names::compile(c)),
@@ -435,6 +437,8 @@ pub struct Engine {
     admission: Admission,
     upstream: Arc<Route>,
     firewall: firewall::Firewall,
+    /// Sources inside subnets with DNS64 on.
+    dns64_nets: Vec<IpNet>,
 }
 
 /// The name the engine was called before it decided admission too.
@@ -527,6 +531,7 @@ impl Engine {
         };
         let auths = registry(&compile);
         let firewall = firewall::Firewall::compile(&compile);
+        let dns64_nets = dns64_nets(&topo);
         let mut vpc_tables: Vec<Table> = vec![HashMap::new(); topo.vpcs.len()];
         let mut everywhere = Table::new();
         let mut all_vpcs: HashMap<LowerName, Vec<(usize, Slot)>> = HashMap::new();
@@ -561,6 +566,7 @@ impl Engine {
             admission,
             upstream,
             firewall,
+            dns64_nets,
         }
     }
 
@@ -714,7 +720,10 @@ impl Engine {
             };
             return early(outcome, DecidedBy::DnsSupportOff, trace, view);
         }
-        let mut d = self.names(view, q, &mut trace);
+        let mut d = self.names(view.clone(), q, &mut trace);
+        if q.qtype == RecordType::AAAA && self.in_dns64_subnet(src) {
+            d = self.dns64(d, view, q, &mut trace);
+        }
         d.outcome = protocol::minimal_any(q, d.outcome, &mut trace);
         d.trace = trace.into_steps();
         d
@@ -800,6 +809,77 @@ impl Engine {
             reason: "CNAME chain too long".into(),
         };
         fw.decision_fixed(view, outcome, decided_by, candidates, false)
+    }
+
+    /// Whether `src` is in a subnet with DNS64 on (its CIDRs or its `clients`).
+    fn in_dns64_subnet(&self, src: IpAddr) -> bool {
+        self.dns64_nets.iter().any(|n| n.contains(&src))
+    }
+
+    /// DNS64 (reference §12.6): a local AAAA answer with no AAAA record gets one synthesized from each A record
+    /// under 64:ff9b::/96; a real AAAA is kept. Forwarded answers are not synthesized here (not done).
+    fn dns64(&self, d: Decision, view: View, q: &Question<'_>, trace: &mut Trace) -> Decision {
+        let Outcome::Answer {
+            rcode: ResponseCode::NoError,
+            answers,
+            ..
+        } = &d.outcome
+        else {
+            return d;
+        };
+        if answers.iter().any(|r| r.record_type() == RecordType::AAAA)
+            || matches!(d.decided_by, DecidedBy::Firewall(_))
+        {
+            return d;
+        }
+        let a = self.names(
+            view,
+            &Question::new(q.name, RecordType::A),
+            &mut Trace::new(false),
+        );
+        let Outcome::Answer {
+            rcode: ResponseCode::NoError,
+            answers: a_answers,
+            authoritative,
+            ..
+        } = &a.outcome
+        else {
+            return d;
+        };
+        let mut out: Vec<Record> = Vec::new();
+        for r in a_answers {
+            match &r.data {
+                RData::A(v4) => {
+                    let [a, b, c, e] = v4.0.octets();
+                    let v6 = std::net::Ipv6Addr::new(
+                        0x64,
+                        0xff9b,
+                        0,
+                        0,
+                        0,
+                        0,
+                        u16::from_be_bytes([a, b]),
+                        u16::from_be_bytes([c, e]),
+                    );
+                    out.push(record(&r.name, r.ttl, RData::AAAA(v6.into())));
+                }
+                _ => out.push(r.clone()),
+            }
+        }
+        if !out.iter().any(|r| r.record_type() == RecordType::AAAA) {
+            return d;
+        }
+        trace.add("§12.6", || format!("DNS64: the client is in a subnet with EnableDns64 and {} has no AAAA: synthesized from its A records under 64:ff9b::/96 (TTL of the A record: UNCONFIRMED)", q.name));
+        Decision {
+            outcome: Outcome::Answer {
+                rcode: ResponseCode::NoError,
+                authoritative: *authoritative,
+                answers: out,
+                authority: Vec::new(),
+            },
+            fixed: false,
+            ..d
+        }
     }
 
     /// The firewall's word on `current`: `None` to resolve it (after an OVERRIDE, `current` is the override
@@ -1009,6 +1089,22 @@ impl Engine {
             level = level.base_name();
         }
     }
+}
+
+/// The source networks of subnets with DNS64 on: CIDRs and `clients`.
+fn dns64_nets(topo: &Topology) -> Vec<IpNet> {
+    let mut out = Vec::new();
+    for s in topo
+        .vpcs
+        .iter()
+        .flat_map(|v| v.subnets.iter())
+        .filter(|s| s.dns64)
+    {
+        out.push(IpNet::V4(s.cidr));
+        out.extend(s.ipv6_cidr.map(IpNet::V6));
+        out.extend(s.clients.iter().copied());
+    }
+    out
 }
 
 /// What the firewall did during one decision.
