@@ -3,6 +3,7 @@
 mod cases; // data-driven decision tests: tests/cases/*.case through the pure engine
 mod check; // `vpc-resolver check` on every topology in zones/ and the planted errors of tests/broken/
 mod explain; // snapshots of `explain` for every row of the reference table
+mod fidelity; // the fidelity scenario (firewall, EC2 names, DNS64, PHZ apex, DNSSEC) through dig
 mod forwarding; // the forwarder against real dnsmasq/unbound peers and black holes
 mod hybrid; // inbound/outbound endpoints, loops, and the two-site demo in network namespaces
 mod import; // `import aws` end to end: moto and hand-written AWS JSON, check, serve, dig the names

@@ -1,0 +1,82 @@
+//! The fidelity scenario (zones/scenarios/fidelity.yaml) through the real binary and real sockets with dig:
+//! private hosted zone apex, S3 vpce names at any depth, DNS Firewall blocks and overrides, EC2 names, DNS64 for a
+//! subnet's loopback client, and no DNSSEC records or AD bit for a DO query (reference §12).
+
+use crate::serve::{Served, dig};
+
+fn serve() -> Served {
+    let topology = concat!(env!("CARGO_MANIFEST_DIR"), "/zones/scenarios/fidelity.yaml");
+    Served::start(&[
+        topology.to_string(),
+        "--listen".into(),
+        "127.0.0.1:0".into(),
+        "--default-view".into(),
+        "vpc-0f1d0000000000001".into(),
+    ])
+}
+
+#[test]
+fn fidelity_scenario_through_dig() {
+    let s = serve();
+    let at = s.udp[0];
+    let soa = dig(at, &["corp.internal", "SOA"]);
+    assert_eq!(soa.status, "NOERROR", "{}", soa.raw);
+    assert!(
+        soa.answer
+            .iter()
+            .any(|l| l.contains("SOA ns-1536.awsdns-00.co.uk.")),
+        "{}",
+        soa.raw
+    );
+    let ns = dig(at, &["corp.internal", "NS"]);
+    assert_eq!(ns.answer.len(), 4, "{}", ns.raw);
+    let bucket = dig(
+        at,
+        &[
+            "my-bucket.bucket.vpce-0f1d00000000000e2-app0s3aa.s3.eu-west-2.vpce.amazonaws.com",
+            "A",
+        ],
+    );
+    assert_eq!(bucket.answer.len(), 2, "{}", bucket.raw);
+    let blocked = dig(at, &["a.b.exfil.example", "A"]);
+    assert_eq!(blocked.status, "NXDOMAIN", "{}", blocked.raw);
+    let walled = dig(at, &["x.casino.example", "A"]);
+    assert!(
+        walled
+            .answer
+            .iter()
+            .any(|l| l == "x.casino.example. 30 IN CNAME walled.example.net."),
+        "{}",
+        walled.raw
+    );
+    let public = dig(
+        at,
+        &["ec2-203-0-113-25.eu-west-2.compute.amazonaws.com", "A"],
+    );
+    assert_eq!(
+        public.answer,
+        ["ec2-203-0-113-25.eu-west-2.compute.amazonaws.com. 60 IN A 10.10.1.25"],
+        "{}",
+        public.raw
+    );
+    // DNSSEC: DO and CD are ignored; a local answer carries no RRSIG and no AD.
+    let dnssec = dig(at, &["+dnssec", "+cd", "db.corp.internal", "A"]);
+    assert!(!dnssec.flags.contains("ad"), "{}", dnssec.raw);
+    assert!(!dnssec.raw.contains("RRSIG"), "{}", dnssec.raw);
+}
+
+#[test]
+fn dns64_for_a_subnet_client() {
+    let s = serve();
+    let at = s.udp[0];
+    // 127.0.0.21 is listed in `clients` of the DNS64 subnet.
+    let d = dig(at, &["-b", "127.0.0.21", "db.corp.internal", "AAAA"]);
+    assert_eq!(
+        d.answer,
+        ["db.corp.internal. 300 IN AAAA 64:ff9b::a0a:10a"],
+        "{}",
+        d.raw
+    );
+    let other = dig(at, &["-b", "127.0.0.1", "db.corp.internal", "AAAA"]);
+    assert!(other.answer.is_empty(), "{}", other.raw);
+}
