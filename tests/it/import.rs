@@ -328,7 +328,7 @@ fn aws_fixture_serves_the_dns_entries_names_exactly() {
     };
     let mut names = 0;
     for ep in json["VpcEndpoints"].as_array().expect("list") {
-        // Cross-Region endpoints are checked in `aws_fixture_keeps_every_resolver_feature`.
+        // The cross-Region endpoint has no ENIs in the input (default addresses): its name is checked below.
         if ep["VpcEndpointType"] != "Interface" || ep.get("ServiceRegion").is_some() {
             continue;
         }
@@ -410,6 +410,15 @@ fn aws_fixture_serves_the_dns_entries_names_exactly() {
         names,
         4 + 4 + 3,
         "ec2 and sts: regional, 2 zonal, private; s3: regional, 2 zonal"
+    );
+    // The cross-Region endpoint answers under its service's Region, as its DnsEntries say.
+    let xr = endpoint(&topo, "vpce-0d0d0d0d0d0d0d0d0");
+    assert_eq!(
+        served.addresses(
+            "vpce-0d0d0d0d0d0d0d0d0-xr9kms01.kms.us-west-2.vpce.amazonaws.com.",
+            RecordType::A
+        ),
+        v4s(xr)
     );
     assert_eq!(
         served.addresses("ec2-a.prod.internal.", RecordType::A),
