@@ -4,16 +4,15 @@
 //! the queries leave from the rule's outbound endpoint. Without such NS records the rule does not apply and the
 //! name resolves as if it were absent.
 
-use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use hickory_proto::rr::{LowerName, Name, RData, RecordType};
+use hickory_proto::rr::{LowerName, Name};
 
 use super::authority::{
     Ask, Authority, Compile, Described, Flow, Lost, Registration, Resolved, Scope,
 };
 use super::{DecidedBy, Forwarding, Route, Trace};
-use crate::topology::{Delegation, Topology, ZoneData};
+use crate::topology::{Delegation, Topology};
 
 #[derive(Debug)]
 pub(crate) struct Delegations {
@@ -42,42 +41,9 @@ impl Delegations {
     }
 }
 
-/// The NS records for the delegation record in the VPC's zones, and their servers' addresses from the zones.
+/// The route to the servers the VPC's zones delegate the record to; `None` without such a delegation.
 fn route(topo: &Topology, d: &Delegation, vpc: usize) -> Option<Followed> {
-    let zones: Vec<_> = topo
-        .hosted_zones
-        .iter()
-        .filter(|z| z.vpcs.contains(&vpc) && z.name.zone_of(&d.record))
-        .collect();
-    let servers: Vec<Name> = zones
-        .iter()
-        .flat_map(|z| z.records.iter())
-        .filter(|r| r.rtype == RecordType::NS && r.name == d.record)
-        .flat_map(|r| match &r.data {
-            ZoneData::Values(v) => v.clone(),
-            ZoneData::AliasEndpoint { .. } => Vec::new(),
-        })
-        .filter_map(|rd| match rd {
-            RData::NS(ns) => Some(ns.0),
-            _ => None,
-        })
-        .collect();
-    let targets: Vec<SocketAddr> = topo
-        .hosted_zones
-        .iter()
-        .filter(|z| z.vpcs.contains(&vpc))
-        .flat_map(|z| z.records.iter())
-        .filter(|r| servers.contains(&r.name))
-        .flat_map(|r| match &r.data {
-            ZoneData::Values(v) => v.clone(),
-            ZoneData::AliasEndpoint { .. } => Vec::new(),
-        })
-        .filter_map(|rd| match rd {
-            RData::A(a) => Some(SocketAddr::new(IpAddr::V4(a.0), 53)),
-            RData::AAAA(a) => Some(SocketAddr::new(IpAddr::V6(a.0), 53)),
-            _ => None,
-        })
-        .collect();
+    let (servers, targets) = topo.delegation_servers(d, vpc);
     if targets.is_empty() {
         return None;
     }

@@ -558,6 +558,43 @@ impl Topology {
         list
     }
 
+    /// A delegate rule's servers as seen from `vpc` (reference §12.3): the NS records for its delegation record in
+    /// the VPC's private hosted zones, and those servers' addresses from the same zones (port 53).
+    pub fn delegation_servers(&self, d: &Delegation, vpc: usize) -> (Vec<Name>, Vec<SocketAddr>) {
+        let values = |r: &ZoneRecord| match &r.data {
+            ZoneData::Values(v) => v.clone(),
+            ZoneData::AliasEndpoint { .. } => Vec::new(),
+        };
+        let zones: Vec<&HostedZone> = self
+            .hosted_zones
+            .iter()
+            .filter(|z| z.vpcs.contains(&vpc))
+            .collect();
+        let servers: Vec<Name> = zones
+            .iter()
+            .filter(|z| z.name.zone_of(&d.record))
+            .flat_map(|z| z.records.iter())
+            .filter(|r| r.rtype == RecordType::NS && r.name == d.record)
+            .flat_map(values)
+            .filter_map(|rd| match rd {
+                RData::NS(ns) => Some(ns.0),
+                _ => None,
+            })
+            .collect();
+        let targets = zones
+            .iter()
+            .flat_map(|z| z.records.iter())
+            .filter(|r| servers.contains(&r.name))
+            .flat_map(values)
+            .filter_map(|rd| match rd {
+                RData::A(a) => Some(SocketAddr::new(IpAddr::V4(a.0), 53)),
+                RData::AAAA(a) => Some(SocketAddr::new(IpAddr::V6(a.0), 53)),
+                _ => None,
+            })
+            .collect();
+        (servers, targets)
+    }
+
     /// The subnet (VPC, subnet) whose CIDRs or `clients` contain `ip`, if any.
     pub fn subnet_of(&self, ip: IpAddr) -> Option<(usize, usize)> {
         self.vpcs.iter().enumerate().find_map(|(v, vpc)| {

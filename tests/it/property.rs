@@ -442,6 +442,17 @@ fn set_up_addresses(
     for r in &topo.rules {
         catch.extend(r.targets.iter().map(SocketAddr::to_string));
     }
+    // Delegate rules send to the servers their zones name.
+    for d in &topo.delegations {
+        for &vpc in &d.vpcs {
+            catch.extend(
+                topo.delegation_servers(d, vpc)
+                    .1
+                    .iter()
+                    .map(SocketAddr::to_string),
+            );
+        }
+    }
     let mut locals: BTreeSet<IpAddr> = sources.iter().chain(arrivals).copied().collect();
     locals.extend(catch.iter().map(|c| c.parse::<SocketAddr>().unwrap().ip()));
     for o in &topo.outbound_endpoints {
