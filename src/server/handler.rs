@@ -290,8 +290,26 @@ fn carry_out(
         view,
         outcome,
         decided_by,
+        firewall,
         ..
     } = decision;
+    if let Some(hit) = &firewall
+        && snap.query_log
+    {
+        // A DNS Firewall ALERT or BLOCK match, as the Route 53 query log shows it (reference §12.1).
+        info!(
+            target: "vpc_resolver::firewall",
+            client = %req.src.ip(),
+            view = %view.name,
+            qname = %query.name,
+            matched = %hit.name,
+            firewall_rule_group_id = %hit.rule_group,
+            firewall_rule = %hit.rule,
+            firewall_domain_list_id = %hit.domain_list,
+            firewall_rule_action = hit.action,
+            "firewall"
+        );
+    }
     let (rcode, answers, authority, authoritative, ede) = match outcome {
         Outcome::Forward {
             route,

@@ -12,6 +12,8 @@ fn serve() -> Served {
         "127.0.0.1:0".into(),
         "--default-view".into(),
         "vpc-0f1d0000000000001".into(),
+        "--log-format".into(),
+        "json".into(),
     ])
 }
 
@@ -58,6 +60,29 @@ fn fidelity_scenario_through_dig() {
         ["ec2-203-0-113-25.eu-west-2.compute.amazonaws.com. 60 IN A 10.10.1.25"],
         "{}",
         public.raw
+    );
+    // ALERT and BLOCK matches are in the query log with rule group, rule and domain list (poll: the log is
+    // written by the server process).
+    let alert = dig(at, &["db.corp.internal", "A"]);
+    assert_eq!(alert.status, "NOERROR", "{}", alert.raw);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let logged = |needle: &str| {
+        s.log()
+            .lines()
+            .any(|l| l.contains(needle) && l.contains("rslvr-frg-0f1d0000000000001"))
+    };
+    while !(logged("\"BLOCK\"") && logged("\"ALERT\"")) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(
+        logged("\"BLOCK\"") && logged("rslvr-fdl-0f1d0000000000001"),
+        "{}",
+        s.log()
+    );
+    assert!(
+        logged("\"ALERT\"") && logged("rslvr-fdl-0f1d0000000000005"),
+        "{}",
+        s.log()
     );
     // DNSSEC: DO and CD are ignored; a local answer carries no RRSIG and no AD.
     let dnssec = dig(at, &["+dnssec", "+cd", "db.corp.internal", "A"]);
