@@ -151,8 +151,8 @@ def render(args, info, rows, elapsed):
            % (info["nproc"], info["model"], info["mem_gib"], info["kernel"], " ".join(info["loadavg"])),
            "Topologies from `benches/gen_topology.py SCALE`: SCALE VPCs, 10 interface endpoints each (3 AZs), "
            "1 PHZ with 100 records each, 1 forward rule each. check: best of %d runs (median in brackets), peak RSS "
-           "from GNU time (%M). start-up: spawn of `serve` until it answers a UDP query. RSS: VmRSS once ready, and "
-           "after the reload (VmHWM = peak). q/s: dnsperf %g s, UDP, private-answer names of the first VPC, 4 "
+           "from GNU time (%%M). start-up: spawn of `serve` until it answers a UDP query. RSS: VmRSS once ready, and "
+           "after the reload (VmHWM = peak). q/s: dnsperf %g s, UDP, private-answer names of the clients' VPC, 4 "
            "clients, 100 outstanding; CPU per answered query from /proc/PID/stat. reload: SIGHUP until the log "
            "says \"reloaded\".\n" % (args.check_runs, args.duration),
            "| scale | vpcs, endpoints | YAML MB | check s | check RSS MiB | start-up s | RSS MiB | q/s | CPU us/q | p99 ms "
