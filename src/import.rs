@@ -335,6 +335,8 @@ struct AwsResolverEndpoint {
     direction: String,
     #[serde(rename = "HostVPCId")]
     host_vpc_id: String,
+    /// `Do53`, `DoH`, `DoH-FIPS`; absent in older CLI output (then Do53).
+    protocols: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -506,6 +508,9 @@ struct OutResolverEndpoint {
     vpc: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     ips: Option<Vec<String>>,
+    /// Left out when it is the default, `[Do53]`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    protocols: Option<Vec<String>>,
 }
 
 #[derive(Debug, Serialize)]
@@ -758,6 +763,19 @@ struct Importer<'p> {
 impl<'p> Importer<'p> {
     fn warn(&mut self, text: String) {
         self.warnings.push(text);
+    }
+
+    /// The endpoint's `Protocols` in AWS spelling; `None` for the default (`[Do53]` or absent). Unknown ones are
+    /// left out with a warning.
+    fn endpoint_protocols(&mut self, ep: &AwsResolverEndpoint) -> Option<Vec<String>> {
+        let mut out = Vec::new();
+        for p in ep.protocols.iter().flatten() {
+            match crate::topology::EndpointProtocol::parse(p) {
+                Some(known) => out.push(known.as_str().to_string()),
+                None => self.warn(format!("{}: protocol `{p}` is unknown; left out", ep.id)),
+            }
+        }
+        (!out.is_empty() && out != ["Do53"]).then_some(out)
     }
 
     fn region(&self, options: &Options) -> Result<String, ImportError> {
@@ -1520,6 +1538,7 @@ impl<'p> Importer<'p> {
                 id: ep.id.clone(),
                 vpc: ep.host_vpc_id.clone(),
                 ips: (!ips.is_empty()).then_some(ips),
+                protocols: self.endpoint_protocols(ep),
             };
             if inbound {
                 out.inbound_endpoints.push(out_ep);

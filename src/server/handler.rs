@@ -25,6 +25,8 @@ use crate::wire::{self, ParseError, Query, Reply};
 pub enum Protocol {
     Udp,
     Tcp,
+    /// DNS over HTTPS (RFC 8484), one query per HTTP/2 stream.
+    Https,
 }
 
 impl Protocol {
@@ -32,6 +34,15 @@ impl Protocol {
         match self {
             Self::Udp => "udp",
             Self::Tcp => "tcp",
+            Self::Https => "https",
+        }
+    }
+
+    /// The Route 53 Resolver name of the transport (the query log's `transport`).
+    fn transport(self) -> &'static str {
+        match self {
+            Self::Udp | Self::Tcp => "Do53",
+            Self::Https => "DoH",
         }
     }
 }
@@ -66,7 +77,7 @@ const EDE_NOT_SUPPORTED: u16 = 21;
 fn limit(query: &Query<'_>, protocol: Protocol) -> usize {
     match protocol {
         Protocol::Udp => wire::udp_limit(query),
-        Protocol::Tcp => 65535,
+        Protocol::Tcp | Protocol::Https => 65535,
     }
 }
 
@@ -100,7 +111,7 @@ pub(crate) fn handle(
             let view = snap.resolver.view_key(Client { src: src_ip, local });
             let limit = match protocol {
                 Protocol::Udp => peek.udp_limit(),
-                Protocol::Tcp => 65535,
+                Protocol::Tcp | Protocol::Https => 65535,
             };
             let done = snap.answers.with(
                 view,
@@ -483,6 +494,7 @@ fn log_query(
             client = %src.ip(),
             port = src.port(),
             proto = protocol.as_str(),
+            transport = protocol.transport(),
             view,
             qname = %query.name,
             qtype = %query.qtype,
