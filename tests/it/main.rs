@@ -12,4 +12,5 @@ mod peers; // helpers that start real DNS servers on loopback
 mod prepared; // replayed (prepared) answers equal the full path byte for byte
 mod robust; // production operation: ACL, RRL, hostile input, dead upstreams, reloads, metrics, drain
 mod schema; // the committed JSON Schema is the generated one; modelines point at it
-mod serve; // the real binary through real sockets: dig, hickory, dnspython, dnsmasq peers
+mod serve;
+mod transport; // wildcard listeners (arrival address, reply source) and DoH with real clients in namespaces // the real binary through real sockets: dig, hickory, dnspython, dnsmasq peers
