@@ -163,3 +163,40 @@ pub(super) fn set_recv_buffer(sock: &socket2::Socket) {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A slot the kernel coalesced (GRO) comes out as its datagrams, each with the slot's addresses.
+    #[test]
+    fn coalesced_slots_split_at_stride() {
+        let mut batch = Batch::default();
+        let src: SocketAddr = "192.0.2.1:5353".parse().unwrap();
+        let dst: IpAddr = "10.0.0.2".parse().unwrap();
+        batch.buf[..5].copy_from_slice(b"aabbc");
+        batch.buf[SLOT..SLOT + 3].copy_from_slice(b"xyz");
+        for (i, (len, stride)) in [(5, 2), (3, 3)].into_iter().enumerate() {
+            let mut meta = RecvMeta::default();
+            meta.addr = src;
+            meta.len = len;
+            meta.stride = stride;
+            meta.dst_ip = (i == 0).then_some(dst);
+            batch.meta[i] = meta;
+        }
+        batch.filled = 2;
+        let bound: IpAddr = "10.0.9.9".parse().unwrap();
+        let got: Vec<(&[u8], Option<IpAddr>)> = batch
+            .datagrams(Some(bound))
+            .map(|d| (d.payload, d.local))
+            .collect();
+        let want: Vec<(&[u8], Option<IpAddr>)> = vec![
+            (b"aa", Some(dst)),
+            (b"bb", Some(dst)),
+            (b"c", Some(dst)),
+            // No arrival address reported: the bound address stands in.
+            (b"xyz", Some(bound)),
+        ];
+        assert_eq!(got, want);
+    }
+}
