@@ -6,8 +6,8 @@
 SCALE N gives N VPCs (each a /20 of 10.0.0.0/8 with one /24 subnet in each of 3 AZs), 10 interface endpoints
 per VPC with private DNS (an ENI in each AZ, ids and addresses left to the server's deterministic defaults),
 1 private hosted zone per VPC with 100 records (90 A, 5 CNAME, 5 TXT) and 1 forward rule per VPC.
-1000 = 1,000 VPCs, 10,000 endpoints, 1,000 PHZs, 100,000 records. The first VPC also owns 127.0.0.0/8 as clients,
-so a benchmark on loopback sees its view.
+1000 = 1,000 VPCs, 10,000 endpoints, 1,000 PHZs, 100,000 records. The first VPC (the last with --clients-last) also owns
+127.0.0.0/8 as clients, so a benchmark on loopback sees its view.
 """
 
 import sys
@@ -21,7 +21,7 @@ def ip(n):
     return "%d.%d.%d.%d" % (n >> 24 & 255, n >> 16 & 255, n >> 8 & 255, n & 255)
 
 
-def generate(scale, out):
+def generate(scale, out, clients_last=False):
     if not 1 <= scale <= 4000:
         raise SystemExit("SCALE must be 1..4000 (VPCs are /20s of 10.0.0.0/8)")
     w = out.write
@@ -31,7 +31,7 @@ def generate(scale, out):
     for i in range(scale):
         base = (10 << 24) + i * 4096
         w("  - id: vpc-%017x\n    name: vpc%d\n    cidr: %s/20\n" % (i + 1, i, ip(base)))
-        if i == 0:
+        if i == (scale - 1 if clients_last else 0):
             w("    clients: [127.0.0.0/8]\n")
         w("    subnets:\n")
         for a, az in enumerate(AZS):
@@ -57,6 +57,8 @@ def generate(scale, out):
 
 
 if __name__ == "__main__":
+    last = "--clients-last" in sys.argv
+    sys.argv = [a for a in sys.argv if a != "--clients-last"]
     if len(sys.argv) != 2 or not sys.argv[1].isdigit():
         sys.exit(__doc__)
-    generate(int(sys.argv[1]), sys.stdout)
+    generate(int(sys.argv[1]), sys.stdout, last)

@@ -50,6 +50,8 @@ def main():
     ap.add_argument("--out", default=None)
     ap.add_argument("--command-line", default="benches/scale.sh")
     ap.add_argument("--reload-timeout", type=float, default=120)
+    ap.add_argument("--clients-last", action="store_true",
+                    help="the loopback clients in the LAST VPC (view lookup must not depend on the VPC's position)")
     ap.add_argument("--keep", default=None, help="also copy the largest generated topology here (for profiling)")
     args = ap.parse_args()
     if args.quick:
@@ -74,7 +76,7 @@ def run(args, tmp):
     for scale in [int(s) for s in args.scales.split(",")]:
         topo = os.path.join(tmp, "scale-%d.yaml" % scale)
         with open(topo, "w") as f:
-            gen_topology.generate(scale, f)
+            gen_topology.generate(scale, f, args.clients_last)
         size_mb = os.path.getsize(topo) / 1e6
         if args.keep:
             shutil.copy(topo, args.keep)

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 
-use crate::resolve::ViewKey;
+use crate::engine::Admitted;
 use crate::wire::Prepared;
 
 const SHARDS: usize = 16;
@@ -76,8 +76,9 @@ pub(crate) struct Answers {
     entries: AtomicUsize,
 }
 
-/// Writes the lookup key into `buf`: view (4 bytes), query type (2 bytes), lowercase question name in wire form.
-fn key_into(buf: &mut Vec<u8>, view: ViewKey, qtype: u16, lower_name: &[u8]) -> usize {
+/// Writes the lookup key into `buf`: the admitted view (4 bytes; only the engine's admission makes one), query type (2 bytes), lowercase question name in wire form.
+fn key_into(buf: &mut Vec<u8>, view: Admitted, qtype: u16, lower_name: &[u8]) -> usize {
+    let view = view.view();
     let tag = view.vpc.map_or(0, |v| v + 1) | (u32::from(view.via_inbound) << 31);
     buf.clear();
     buf.extend_from_slice(&tag.to_be_bytes());
@@ -99,7 +100,7 @@ impl Answers {
     /// Runs `use_entry` on the prepared answer for a question in `view`, if there is one.
     pub(crate) fn with<R>(
         &self,
-        view: ViewKey,
+        view: Admitted,
         qtype: u16,
         lower_name: &[u8],
         key: &mut Vec<u8>,
@@ -111,7 +112,7 @@ impl Answers {
     }
 
     /// Keeps an answer the engine just gave, unless the table is full.
-    pub(crate) fn insert(&self, view: ViewKey, qtype: u16, lower_name: &[u8], entry: Entry) {
+    pub(crate) fn insert(&self, view: Admitted, qtype: u16, lower_name: &[u8], entry: Entry) {
         if self.entries.load(Ordering::Relaxed) >= MAX_ENTRIES {
             return;
         }

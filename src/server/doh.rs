@@ -245,15 +245,13 @@ async fn answer(
     let mut out = Vec::with_capacity(512);
     let snap = shared.snapshot.load_full();
     let mut scratch = handler::Scratch::default();
-    match handler::handle(
-        &snap,
+    let req = handler::Request {
         packet,
         src,
         local,
-        Protocol::Https,
-        &mut scratch,
-        &mut out,
-    ) {
+        protocol: Protocol::Https,
+    };
+    match handler::handle(&snap, req, &mut scratch, &mut out) {
         handler::Handled::Reply => {}
         handler::Handled::Drop => return None,
         handler::Handled::Forward(job) => {

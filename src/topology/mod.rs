@@ -327,6 +327,8 @@ pub struct ResolverEndpoint {
     pub id: String,
     pub vpc: usize,
     pub ips: Vec<IpAddr>,
+    /// Inbound endpoints: sources its security group admits; `None` = any source.
+    pub allowed_sources: Option<Vec<IpNet>>,
     /// The protocols it accepts (AWS `Protocols`), in the order written, without duplicates; never empty.
     pub protocols: Vec<EndpointProtocol>,
 }

@@ -3,7 +3,9 @@
 //! A case file names a topology, then blocks of `from SRC [to LOCAL] query NAME TYPE`, an `expect` line and the
 //! expected answer records in zone-file form (compared as sorted sets):
 //! `expect NOERROR|NXDOMAIN|NODATA|REFUSED|SERVFAIL`, or `expect FORWARD upstream|RULE_ID [TARGET...] [from SOURCE]`.
-//! `view NAME` after `expect` checks the view too.
+//! `view NAME` after `expect` checks the view too; `aa` or `no-aa` the authoritative-answer flag; `authority RECORD`
+//! lines (or `authority -` for none) the authority section, as a sorted set like the answers. `allow: CIDR...` after the topology line admits more sources, as
+//! `serve --allow` does (the internet's view is asked from documentation addresses that must be allowed first).
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -11,7 +13,8 @@ use std::str::FromStr;
 
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{Name, Record, RecordType};
-use vpc_resolver::resolve::{Client, Forwarding, Outcome, Resolver};
+use ipnet::IpNet;
+use vpc_resolver::engine::{Client, Engine, Forwarding, Options, Outcome};
 
 fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
@@ -25,10 +28,14 @@ struct Case {
     expect: Vec<String>,
     view: Option<String>,
     records: Vec<String>,
+    aa: Option<bool>,
+    /// `None`: not checked.
+    authority: Option<Vec<String>>,
 }
 
-fn parse_cases(text: &str) -> (String, Vec<Case>) {
+fn parse_cases(text: &str) -> (String, Vec<IpNet>, Vec<Case>) {
     let mut topology = String::new();
+    let mut allow = Vec::new();
     let mut cases: Vec<Case> = Vec::new();
     for (n, raw) in text.lines().enumerate() {
         let line = raw.split(" #").next().unwrap_or("").trim();
@@ -38,6 +45,7 @@ fn parse_cases(text: &str) -> (String, Vec<Case>) {
         let words: Vec<&str> = line.split_whitespace().collect();
         match words[0] {
             "topology:" => topology = words[1].to_string(),
+            "allow:" => allow.extend(words[1..].iter().map(|w| w.parse::<IpNet>().unwrap())),
             "from" => {
                 let src: IpAddr = words[1].parse().unwrap();
                 let (local, rest) = if words[2] == "to" {
@@ -54,6 +62,8 @@ fn parse_cases(text: &str) -> (String, Vec<Case>) {
                     expect: Vec::new(),
                     view: None,
                     records: Vec::new(),
+                    aa: None,
+                    authority: None,
                 });
             }
             "expect" => {
@@ -61,6 +71,17 @@ fn parse_cases(text: &str) -> (String, Vec<Case>) {
                     words[1..].iter().map(|s| s.to_string()).collect()
             }
             "view" => cases.last_mut().unwrap().view = Some(words[1].to_string()),
+            "aa" | "no-aa" => cases.last_mut().unwrap().aa = Some(words[0] == "aa"),
+            "authority" => {
+                let list = cases
+                    .last_mut()
+                    .unwrap()
+                    .authority
+                    .get_or_insert_with(Vec::new);
+                if words[1] != "-" {
+                    list.push(words[1..].join(" ").to_lowercase());
+                }
+            }
             _ => cases
                 .last_mut()
                 .unwrap()
@@ -68,15 +89,19 @@ fn parse_cases(text: &str) -> (String, Vec<Case>) {
                 .push(words.join(" ").to_lowercase()),
         }
     }
-    (topology, cases)
+    (topology, allow, cases)
 }
 
 fn check_case_file(path: &Path) -> Vec<String> {
     let text = std::fs::read_to_string(path).unwrap();
-    let (topology, cases) = parse_cases(&text);
+    let (topology, allow, cases) = parse_cases(&text);
     let topo = vpc_resolver::topology::load(&[repo(&topology)])
         .unwrap_or_else(|e| panic!("{}: {e}", topology));
-    let resolver = Resolver::new(topo);
+    let options = Options {
+        allow,
+        ..Options::default()
+    };
+    let resolver = Engine::with_options(topo, &options).unwrap();
     let mut failures = Vec::new();
     let file = path.file_name().unwrap().to_string_lossy().to_string();
     for case in cases {
@@ -97,23 +122,20 @@ fn check_case_file(path: &Path) -> Vec<String> {
                 };
                 (vec![code], answers.clone())
             }
-            Outcome::Forward {
-                rule,
-                targets,
-                source,
-                answers,
-                ..
-            } => {
+            Outcome::Forward { route, answers, .. } => {
                 let mut v = vec![
                     "FORWARD".to_string(),
-                    rule.clone().unwrap_or_else(|| "upstream".into()),
+                    route
+                        .rule
+                        .as_deref()
+                        .map_or_else(|| "upstream".into(), str::to_string),
                 ];
-                if rule.is_some() {
-                    v.extend(targets.iter().map(|t| match t {
+                if route.rule.is_some() {
+                    v.extend(route.listed.iter().map(|t| match t {
                         Forwarding::Target(a) => a.to_string(),
                         Forwarding::System => "system".into(),
                     }));
-                    if let Some(s) = source {
+                    if let Some(s) = route.source {
                         v.push("from".into());
                         v.push(s.to_string());
                     }
@@ -131,6 +153,31 @@ fn check_case_file(path: &Path) -> Vec<String> {
                 d.trace.iter().map(|s| &s.text).collect::<Vec<_>>()
             ));
             continue;
+        }
+        let (aa, authority) = match &d.outcome {
+            Outcome::Answer {
+                authoritative,
+                authority,
+                ..
+            } => (*authoritative, authority.clone()),
+            _ => (false, Vec::new()),
+        };
+        if let Some(want) = case.aa
+            && want != aa
+        {
+            failures.push(format!("{what}: AA flag {aa}, expected {want}"));
+        }
+        if let Some(want) = &case.authority {
+            let mut got: Vec<String> = authority
+                .iter()
+                .map(|r| vpc_resolver::explain::record_line(r).to_lowercase())
+                .collect();
+            got.sort();
+            let mut want = want.clone();
+            want.sort();
+            if got != want {
+                failures.push(format!("{what}: authority {got:?}, expected {want:?}"));
+            }
         }
         let mut got_records: Vec<String> = records
             .iter()
