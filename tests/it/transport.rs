@@ -586,3 +586,86 @@ fn doh_from_onprem(lab: &Lab, server: &Server, topology: &Path, cert: &Path) {
         "query log names the transport:\n{log}"
     );
 }
+
+/// The DoH listener is bounded like TCP: beyond `max_tcp_connections` a new connection is closed at once, a
+/// connection that never completes its TLS handshake is closed after the idle time, and then DoH answers again.
+#[test]
+fn doh_connections_are_bounded_and_idle_ones_closed() {
+    use std::io::Read;
+    use std::net::TcpStream;
+    use std::time::Instant;
+    use vpc_resolver::server::{Server, ServerConfig, TopologySource};
+
+    if !tool("dig", "bind9-dnsutils") || !tool("openssl", "openssl") {
+        return;
+    }
+    let dir = TempDir::new("doh-bounds");
+    let (cert, key) = make_cert(&dir);
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let start = |max: usize, idle: Duration| {
+        let topology = vpc_resolver::topology::default_topology().expect("default topology");
+        runtime
+            .block_on(Server::start(ServerConfig {
+                source: TopologySource::Given(Box::new(topology)),
+                listen: vec!["127.0.0.1:0".parse().expect("addr")],
+                listen_doh: vec!["127.0.0.1:0".parse().expect("addr")],
+                tls_cert: Some(cert.clone()),
+                tls_key: Some(key.clone()),
+                max_tcp_connections: max,
+                tcp_idle: idle,
+                ..ServerConfig::default()
+            }))
+            .expect("server starts")
+    };
+    // Ok(0): the server closed the connection before `within`.
+    let closed_within = |c: &mut TcpStream, within: Duration| {
+        let deadline = Instant::now() + within;
+        let mut buf = [0u8; 64];
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            c.set_read_timeout(Some(left)).expect("timeout");
+            match c.read(&mut buf) {
+                Ok(0) => return true,
+                Ok(_) => continue,
+                Err(e) => return e.kind() == std::io::ErrorKind::ConnectionReset,
+            }
+        }
+    };
+    // Two slots and a long idle time: the third connection is closed at once, long before the others time out.
+    let server = start(2, Duration::from_secs(60));
+    let doh = server.doh_addrs()[0];
+    let _held: Vec<TcpStream> = (0..2)
+        .map(|_| TcpStream::connect(doh).expect("connect"))
+        .collect();
+    let mut third = TcpStream::connect(doh).expect("connect");
+    assert!(
+        closed_within(&mut third, Duration::from_secs(10)),
+        "a connection beyond the limit is closed"
+    );
+    drop(server);
+    // Many slots and a short idle time: connections that never start TLS are closed; then DoH answers.
+    let server = start(512, Duration::from_secs(1));
+    let doh = server.doh_addrs()[0];
+    for _ in 0..2 {
+        let mut c = TcpStream::connect(doh).expect("connect");
+        assert!(
+            closed_within(&mut c, Duration::from_secs(20)),
+            "a connection that sends nothing is closed after the idle time"
+        );
+    }
+    let out = run(Command::new("dig")
+        .args(["+https", "+short", "+time=3", "+tries=1", "-p"])
+        .arg(doh.port().to_string())
+        .arg(format!("@{}", doh.ip()))
+        .arg("ec2.us-east-1.amazonaws.com"));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.lines()
+            .any(|l| l.parse::<std::net::Ipv4Addr>().is_ok()),
+        "DoH answers once the idle connections are gone: {text}"
+    );
+    drop(server);
+}
