@@ -6,6 +6,8 @@
 //! (which rejects a reply from any other address than it asked), glibc (getent), `dig +https` and `curl --doh-url`;
 //! every answer must equal `vpc-resolver explain --from SRC --to ARRIVAL`.
 //!
+//! On loopback, the DoH listener's bounds (connection limit, idle time).
+//!
 //! Run under `flock /tmp/netns.lock`. Under CI=true a missing tool or namespace permission fails the test.
 
 use std::collections::BTreeSet;
