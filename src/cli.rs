@@ -73,6 +73,16 @@ enum Command {
         /// Serve Prometheus metrics, /healthz and /readyz on this address.
         #[arg(long, value_name = "ADDR")]
         metrics: Option<SocketAddr>,
+        /// Serve DNS over HTTPS (RFC 8484, POST on /dns-query) here (repeatable); needs --tls-cert and --tls-key.
+        /// With --listen-topology, port 443 of inbound endpoints whose protocols include DoH is served too.
+        #[arg(long, value_name = "ADDR:PORT")]
+        listen_doh: Vec<SocketAddr>,
+        /// PEM certificate chain for DNS over HTTPS.
+        #[arg(long, value_name = "PEM", requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// PEM private key for DNS over HTTPS.
+        #[arg(long, value_name = "PEM", requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
     },
     /// Validate topology files: "ok: ..." and exit 0, or every problem as FILE:LINE:COL and exit 1.
     Check {
@@ -147,6 +157,9 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             query_log,
             watch,
             metrics,
+            listen_doh,
+            tls_cert,
+            tls_key,
         } => {
             init_tracing(log_format);
             let config = ServerConfig {
@@ -160,6 +173,9 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 query_log: query_log || matches!(log_format, LogFormat::Json),
                 watch,
                 metrics,
+                listen_doh,
+                tls_cert,
+                tls_key,
                 ..ServerConfig::default()
             };
             let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -398,6 +414,9 @@ async fn serve(config: ServerConfig) -> anyhow::Result<ExitCode> {
     }
     for a in server.tcp_addrs() {
         println!("listening on tcp {a}");
+    }
+    for a in server.doh_addrs() {
+        println!("listening on doh {a}");
     }
     if let Some(a) = server.metrics_addr() {
         println!("metrics on http://{a}/metrics");

@@ -359,6 +359,8 @@ struct AwsResolverEndpoint {
     direction: String,
     #[serde(rename = "HostVPCId")]
     host_vpc_id: String,
+    /// `Do53`, `DoH`, `DoH-FIPS`; absent in older CLI output (then Do53).
+    protocols: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -689,6 +691,19 @@ struct Importer<'p> {
 impl<'p> Importer<'p> {
     fn warn(&mut self, text: String) {
         self.warnings.push(text);
+    }
+
+    /// The endpoint's `Protocols` in AWS spelling; `None` for the default (`[Do53]` or absent). Unknown ones are
+    /// left out with a warning.
+    fn endpoint_protocols(&mut self, ep: &AwsResolverEndpoint) -> Option<Vec<String>> {
+        let mut out = Vec::new();
+        for p in ep.protocols.iter().flatten() {
+            match crate::topology::EndpointProtocol::parse(p) {
+                Some(known) => out.push(known.as_str().to_string()),
+                None => self.warn(format!("{}: protocol `{p}` is unknown; left out", ep.id)),
+            }
+        }
+        (!out.is_empty() && out != ["Do53"]).then_some(out)
     }
 
     fn region(&self, options: &Options) -> Result<String, ImportError> {
@@ -1428,6 +1443,7 @@ impl<'p> Importer<'p> {
                 ips: (!ips.is_empty()).then_some(ips),
                 // Security groups are not imported: any source may ask.
                 allowed_sources: None,
+                protocols: self.endpoint_protocols(ep),
             };
             if is_inbound {
                 inbound.push(out_ep);

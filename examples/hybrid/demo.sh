@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# The two-site hybrid DNS demo with Linux network namespaces (needs root, iproute2, unbound, dnsmasq, dig).
+# The two-site hybrid DNS demo with Linux network namespaces (needs root, iproute2, unbound, dnsmasq, dig, openssl).
 #
 #   demo.sh up     build the two sites and start the servers
 #   demo.sh test   ask every question from both sides with dig and getent; exit 1 on any wrong answer
 #   demo.sh down   remove everything `up` made (idempotent)
 #
 # Sites (addresses exist only inside the namespaces):
-#   PREFIX-vpc             vpc-resolver on 10.0.0.2 (VPC resolver) and 10.0.1.53, 10.0.2.53 (inbound endpoint),
+#   PREFIX-vpc             vpc-resolver on 10.0.0.2 (VPC resolver) and 10.0.1.53, 10.0.2.53 (inbound endpoint,
+#                          Do53 and DoH on port 443 with a certificate made by `up`),
 #                          sending forward-rule queries from 10.0.1.54 (outbound endpoint)
 #   PREFIX-vpc-client      an instance, 10.0.1.25, resolv.conf -> 10.0.0.2
 #   PREFIX-onprem          unbound 192.168.10.10 (corporate DNS: corp.example.com; amazonaws.com and
@@ -51,11 +52,11 @@ start() {
     echo $! >"$STATE/$name.pid"
 }
 
-# Waits (at most 10 s) until `dig @server name` in namespace ns gives an answer.
+# Waits (at most 10 s) until `dig [OPTION] @server name` in namespace ns gives an answer.
 wait_dns() {
-    local ns=$1 server=$2 name=$3 what=$4
+    local ns=$1 server=$2 name=$3 what=$4 opt=${5:-+notcp}
     for _ in $(seq 100); do
-        if [[ -n $(in_ns "$ns" dig +short +time=1 +tries=1 "@$server" "$name" A 2>/dev/null) ]]; then
+        if [[ -n $(in_ns "$ns" dig "$opt" +short +time=1 +tries=1 "@$server" "$name" A 2>/dev/null) ]]; then
             return 0
         fi
         sleep 0.1
@@ -67,8 +68,8 @@ wait_dns() {
 
 up() {
     [[ $(id -u) == 0 ]] || die "needs root (network namespaces)"
-    for tool in ip unbound dnsmasq dig getent setsid; do
-        command -v "$tool" >/dev/null || die "missing $tool (Debian: iproute2 unbound dnsmasq-base bind9-dnsutils)"
+    for tool in ip unbound dnsmasq dig getent setsid openssl; do
+        command -v "$tool" >/dev/null || die "missing $tool (Debian: iproute2 unbound dnsmasq-base bind9-dnsutils openssl)"
     done
     local bin
     bin=$(binary)
@@ -117,12 +118,17 @@ up() {
     unbound-checkconf "$HERE/unbound.conf" >/dev/null
     start "$NS_ONPREM" unbound unbound -d -c "$HERE/unbound.conf"
 
-    # vpc-resolver on every topology address present in its namespace, port 53.
+    # The inbound endpoint's certificate for DoH (self-signed; clients here do not verify it).
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 7 -subj /CN=inbound.demo \
+        -addext subjectAltName=IP:10.0.1.53,IP:10.0.2.53 -keyout "$STATE/key.pem" -out "$STATE/cert.pem" 2>/dev/null
+
+    # vpc-resolver on every topology address present in its namespace, port 53; DoH on 443 of the inbound endpoint.
     start "$NS_VPC" vpc-resolver "$bin" serve "$HERE/topology.yaml" --listen-topology=53 \
-        --upstream 192.168.10.99 --query-log
+        --upstream 192.168.10.99 --query-log --tls-cert "$STATE/cert.pem" --tls-key "$STATE/key.pem"
 
     wait_dns "$NS_ONPREM" 192.168.10.99 s3.us-east-1.amazonaws.com internet
     wait_dns "$NS_VPC" 10.0.1.53 ec2.us-east-1.amazonaws.com vpc-resolver
+    wait_dns "$NS_ONPREM" 10.0.1.53 ec2.us-east-1.amazonaws.com vpc-resolver +https
     wait_dns "$NS_ONPREM" 192.168.10.10 host.corp.example.com unbound
     log "up: namespaces ${ALL_NS[*]}; state in $STATE"
     log "try: ip netns exec $NS_VPC_CLIENT dig ec2.us-east-1.amazonaws.com"
@@ -174,6 +180,17 @@ run_tests() {
     check "dig host.corp.example.com" "192.168.10.50" "${oc[@]}" "${dig[@]}" host.corp.example.com
     check "getent ahosts host.corp.example.com" "192.168.10.50" "${oc[@]}" getent ahosts host.corp.example.com
     check "dig db.internal.example.com (private zone via inbound)" "10.0.1.100" "${oc[@]}" "${dig[@]}" db.internal.example.com
+    echo "DNS over HTTPS from the on-premises DNS server (192.168.10.10) to the inbound endpoint (10.0.1.53:443):"
+    local on=(ip netns exec "$NS_ONPREM") doh=(dig +https +short +time=2 +tries=1 @10.0.1.53)
+    check "dig +https ec2.us-east-1.amazonaws.com" "10.0.1.10 10.0.2.10" "${on[@]}" "${doh[@]}" ec2.us-east-1.amazonaws.com
+    check "dig +https s3.us-east-1.amazonaws.com (inbound only)" "10.0.1.12 10.0.2.12" "${on[@]}" "${doh[@]}" s3.us-east-1.amazonaws.com
+    check "dig +https db.internal.example.com" "10.0.1.100" "${on[@]}" "${doh[@]}" db.internal.example.com
+    if grep -q 'transport.*DoH' "$STATE/vpc-resolver.log"; then
+        echo "ok    vpc-resolver's query log says transport DoH"
+    else
+        echo "FAIL  no DoH query in vpc-resolver's log"
+        FAILED=1
+    fi
     echo "where the forward rule's query came from (unbound's log):"
     if grep -q '10\.0\.1\.54 host\.corp\.example\.com\. A IN' "$STATE/unbound.log"; then
         echo "ok    unbound saw host.corp.example.com from 10.0.1.54 (the outbound endpoint)"

@@ -24,6 +24,8 @@ use crate::wire::{self, ParseError, Peek, Query, Reply};
 pub enum Protocol {
     Udp,
     Tcp,
+    /// DNS over HTTPS (RFC 8484), one query per HTTP/2 stream.
+    Https,
 }
 
 impl Protocol {
@@ -31,6 +33,15 @@ impl Protocol {
         match self {
             Self::Udp => "udp",
             Self::Tcp => "tcp",
+            Self::Https => "https",
+        }
+    }
+
+    /// The Route 53 Resolver name of the transport (the query log's `transport`).
+    fn transport(self) -> &'static str {
+        match self {
+            Self::Udp | Self::Tcp => "Do53",
+            Self::Https => "DoH",
         }
     }
 }
@@ -61,7 +72,7 @@ pub(crate) struct ForwardJob {
 fn limit(query: &Query<'_>, protocol: Protocol) -> usize {
     match protocol {
         Protocol::Udp => wire::udp_limit(query),
-        Protocol::Tcp => 65535,
+        Protocol::Tcp | Protocol::Https => 65535,
     }
 }
 
@@ -151,7 +162,7 @@ fn replay(
     };
     let limit = match req.protocol {
         Protocol::Udp => peek.udp_limit(),
-        Protocol::Tcp => 65535,
+        Protocol::Tcp | Protocol::Https => 65535,
     };
     let done = snap.answers.with(
         admitted,
@@ -506,6 +517,7 @@ fn log_query(
             client = %req.src.ip(),
             port = req.src.port(),
             proto = req.protocol.as_str(),
+            transport = req.protocol.transport(),
             view,
             qname = %query.name,
             qtype = %query.qtype,

@@ -35,7 +35,7 @@ const BUCKETS: [u64; 10] = [
 #[derive(Default)]
 pub struct Metrics {
     /// [kind][rcode (last = other)][protocol]
-    queries: [[[AtomicU64; 2]; 7]; 10],
+    queries: [[[AtomicU64; 3]; 7]; 10],
     views: RwLock<HashMap<String, AtomicU64>>,
     latency: [AtomicU64; 11],
     latency_sum_us: AtomicU64,
@@ -120,7 +120,7 @@ impl Metrics {
         s.push_str("# HELP vpc_resolver_queries_total Answered queries by decision kind, rcode and protocol.\n# TYPE vpc_resolver_queries_total counter\n");
         for (k, kind) in KINDS.iter().enumerate() {
             for r in 0..7 {
-                for (p, proto) in ["udp", "tcp"].iter().enumerate() {
+                for (p, proto) in ["udp", "tcp", "https"].iter().enumerate() {
                     let n = self.queries[k][r][p].load(Relaxed);
                     if n > 0 {
                         let rcode = RCODES.get(r).copied().unwrap_or("OTHER");

@@ -6,9 +6,11 @@
 //! Everything here is reachable from the library API (`Server::start`), which the CLI and the tests share.
 
 mod answers;
+mod doh;
 mod handler;
 mod metrics;
 mod rrl;
+mod udp;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -20,10 +22,11 @@ use std::time::{Duration, Instant, SystemTime};
 use arc_swap::ArcSwap;
 use ipnet::IpNet;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, Semaphore, watch};
 use tracing::{debug, error, info, warn};
 
+pub use doh::TlsError;
 pub use handler::Protocol;
 pub use metrics::Metrics;
 
@@ -81,6 +84,12 @@ pub struct ServerConfig {
     pub max_tcp_connections: usize,
     /// A TCP connection idle this long is closed.
     pub tcp_idle: Duration,
+    /// DNS over HTTPS listen addresses (RFC 8484 on /dns-query); needs `tls_cert` and `tls_key`.
+    pub listen_doh: Vec<SocketAddr>,
+    /// PEM certificate chain for DoH.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for DoH.
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -100,6 +109,9 @@ impl Default for ServerConfig {
             udp_sockets: std::thread::available_parallelism().map_or(1, |n| n.get()),
             max_tcp_connections: 512,
             tcp_idle: Duration::from_secs(10),
+            listen_doh: Vec::new(),
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -111,6 +123,10 @@ pub enum ServeError {
     Topology(#[from] LoadError),
     #[error("default view `{0}` is neither `public` nor a VPC id or name of the topology")]
     UnknownView(String),
+    #[error("DNS over HTTPS needs --tls-cert and --tls-key (PEM files)")]
+    NoCertificate,
+    #[error("{0}")]
+    Tls(#[from] TlsError),
     #[error("binding {proto} {addr}: {source}")]
     Bind {
         proto: &'static str,
@@ -240,6 +256,7 @@ pub struct RunningServer {
     shared: Arc<Shared>,
     udp: Vec<SocketAddr>,
     tcp: Vec<SocketAddr>,
+    doh: Vec<SocketAddr>,
     metrics_addr: Option<SocketAddr>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -289,12 +306,12 @@ impl Server {
             )));
             for ip in extra {
                 let addr = SocketAddr::new(ip, port);
-                // A wildcard listener on the same port already receives these queries, but can't tell which
-                // address they arrived on; specific sockets can't bind beside it.
+                // A wildcard listener on the same port already receives these queries and knows where each one
+                // arrived (IP_PKTINFO), so the address needs no socket of its own.
                 if listen.iter().any(|l| {
                     l.port() == port && l.ip().is_unspecified() && l.is_ipv4() == addr.is_ipv4()
                 }) {
-                    warn!(%addr, "a wildcard listener on the same port takes this address; the arrival address can't choose the view there (listen on specific addresses instead)");
+                    debug!(%addr, "served by the wildcard listener on the same port");
                     continue;
                 }
                 // Only addresses this host has: binding tells.
@@ -385,7 +402,7 @@ impl Server {
                         Err(e) => return error!(error = %e, "udp runtime"),
                     };
                     runtime.block_on(async move {
-                        match UdpSocket::from_std(sock) {
+                        match udp::Socket::new(sock) {
                             Ok(sock) => udp_loop(Arc::new(sock), shared.clone()).await,
                             Err(e) => return error!(error = %e, "udp socket"),
                         }
@@ -428,12 +445,15 @@ impl Server {
         if shared.config.watch {
             tasks.push(tokio::spawn(watch_loop(shared.clone())));
         }
+        let (doh_tasks, doh) = start_doh(&shared)?;
+        tasks.extend(doh_tasks);
         let snap = shared.snapshot.load();
         info!(topology = %snap.engine.topology().summary(), "serving");
         Ok(RunningServer {
             shared,
             udp: udp_addrs,
             tcp: tcp_addrs,
+            doh,
             metrics_addr,
             tasks,
         })
@@ -446,6 +466,10 @@ impl RunningServer {
     }
     pub fn tcp_addrs(&self) -> &[SocketAddr] {
         &self.tcp
+    }
+    /// DNS over HTTPS listeners (`--listen-doh`, and port 443 of DoH inbound endpoints with `--listen-topology`).
+    pub fn doh_addrs(&self) -> &[SocketAddr] {
+        &self.doh
     }
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         self.metrics_addr
@@ -573,12 +597,75 @@ fn bind_udp(addr: SocketAddr) -> Result<std::net::UdpSocket, ServeError> {
     if addr.port() != 0 {
         let _ = sock.set_reuse_port(true);
     }
-    // Bursts of hundreds of queries overflow the default buffer; NSD's 2 MiB lost none in the same test.
-    let _ = sock.set_recv_buffer_size(4 << 20);
-    let _ = sock.set_send_buffer_size(4 << 20);
+    udp::set_recv_buffer(&sock);
+    let _ = sock.set_send_buffer_size(udp::RECV_BUFFER);
     sock.set_nonblocking(true).map_err(err)?;
     sock.bind(&addr.into()).map_err(err)?;
     Ok(sock.into())
+}
+
+/// Binds the DoH listeners: `listen_doh`, plus port 443 of every inbound endpoint address with DoH that exists on
+/// this host when `listen_topology` is set (an address a wildcard DoH listener on 443 already covers is skipped).
+fn start_doh(
+    shared: &Arc<Shared>,
+) -> Result<(Vec<tokio::task::JoinHandle<()>>, Vec<SocketAddr>), ServeError> {
+    let config = &shared.config;
+    let mut wanted: Vec<(SocketAddr, bool)> =
+        config.listen_doh.iter().map(|a| (*a, true)).collect();
+    if config.listen_topology.is_some() {
+        let snap = shared.snapshot.load();
+        for ep in &snap.engine.topology().inbound_endpoints {
+            if !ep.protocols.iter().any(|p| p.is_doh()) {
+                continue;
+            }
+            for ip in &ep.ips {
+                let addr = SocketAddr::new(*ip, 443);
+                let covered = wanted.iter().any(|(a, _)| {
+                    *a == addr
+                        || (a.port() == 443
+                            && a.ip().is_unspecified()
+                            && a.is_ipv4() == addr.is_ipv4())
+                });
+                if !covered {
+                    wanted.push((addr, false));
+                }
+            }
+        }
+    }
+    if wanted.is_empty() {
+        return Ok((Vec::new(), Vec::new()));
+    }
+    let (Some(cert), Some(key)) = (&config.tls_cert, &config.tls_key) else {
+        if config.listen_doh.is_empty() {
+            warn!(
+                "inbound endpoints speak DoH, but no --tls-cert/--tls-key was given: serving them Do53 only"
+            );
+            return Ok((Vec::new(), Vec::new()));
+        }
+        return Err(ServeError::NoCertificate);
+    };
+    let tls = doh::tls_acceptor(cert, key)?;
+    // Open DoH connections at most, over every DoH listener, as many as TCP connections.
+    let permits = Arc::new(Semaphore::new(config.max_tcp_connections.max(1)));
+    let mut tasks = Vec::new();
+    let mut bound = Vec::new();
+    for (addr, explicit) in wanted {
+        match bind_tcp(addr) {
+            Ok(listener) => {
+                bound.push(listener.local_addr().unwrap_or(addr));
+                tasks.push(tokio::spawn(doh::accept_loop(
+                    listener,
+                    tls.clone(),
+                    shared.clone(),
+                    permits.clone(),
+                )));
+            }
+            Err(e) if explicit => return Err(e),
+            // Only the topology's addresses this host has: binding tells.
+            Err(e) => debug!(%addr, error = %e, "inbound endpoint DoH address not on this host"),
+        }
+    }
+    Ok((tasks, bound))
 }
 
 fn bind_tcp(addr: SocketAddr) -> Result<TcpListener, ServeError> {
@@ -600,88 +687,85 @@ fn bind_tcp(addr: SocketAddr) -> Result<TcpListener, ServeError> {
     TcpListener::from_std(sock.into()).map_err(err)
 }
 
-async fn udp_loop(sock: Arc<UdpSocket>, shared: Arc<Shared>) {
-    let local = sock
-        .local_addr()
-        .ok()
-        .map(|a| a.ip())
-        .filter(|ip| !ip.is_unspecified());
+async fn udp_loop(sock: Arc<udp::Socket>, shared: Arc<Shared>) {
     let mut shutdown = shared.shutdown.subscribe();
-    let mut buf = vec![0u8; 65535];
+    let mut batch = udp::Batch::default();
     let mut out = Vec::with_capacity(1232);
     let mut scratch = handler::Scratch::default();
     loop {
-        let (n, src) = tokio::select! {
-            r = sock.recv_from(&mut buf) => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    // ICMP errors from earlier replies surface here on Linux; they are not fatal.
-                    debug!(error = %e, "udp receive error");
-                    continue;
-                }
-            },
+        let received = tokio::select! {
+            r = sock.recv(&mut batch) => r,
             _ = shutdown.changed() => return,
         };
-        let snap = shared.snapshot.load_full();
-        let handled = handler::handle(
-            &snap,
-            handler::Request {
-                packet: &buf[..n],
-                src,
-                local,
-                protocol: Protocol::Udp,
-            },
-            &mut scratch,
-            &mut out,
-        );
-        // Rate limiting counts responses, so it is checked once we know there is one, and before forwarding.
-        if !matches!(handled, handler::Handled::Drop)
-            && let Some(policy) = &snap.rate_limit
-        {
-            match shared.rrl.check(src.ip(), policy) {
-                rrl::Verdict::Send => {}
-                rrl::Verdict::Slip => {
-                    snap.metrics.rate_limited(true);
-                    if handler::truncated(&buf[..n], &mut out) {
-                        send_udp(&sock, &out, src).await;
-                    }
-                    continue;
-                }
-                rrl::Verdict::Drop => {
-                    snap.metrics.rate_limited(false);
-                    continue;
-                }
-            }
+        if let Err(e) = received {
+            // ICMP errors from earlier replies surface here on Linux; they are not fatal.
+            debug!(error = %e, "udp receive error");
+            continue;
         }
-        match handled {
-            handler::Handled::Reply => send_udp(&sock, &out, src).await,
-            handler::Handled::Drop => {}
-            handler::Handled::Forward(job) => {
-                let sock = sock.clone();
-                let shared = shared.clone();
-                shared.in_flight.fetch_add(1, Ordering::AcqRel);
-                tokio::spawn(async move {
-                    let mut out = Vec::with_capacity(512);
-                    handler::forward(snap, &shared.forwarder, job, &mut out).await;
-                    if !out.is_empty() {
-                        send_udp(&sock, &out, src).await;
-                    }
-                    if shared.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
-                        shared.drained.notify_waiters();
-                    }
-                });
-            }
+        let snap = shared.snapshot.load_full();
+        for dgram in batch.datagrams(sock.bound()) {
+            out.clear();
+            udp_one(&sock, &shared, &snap, &dgram, &mut scratch, &mut out).await;
         }
     }
 }
 
-async fn send_udp(sock: &UdpSocket, out: &[u8], dst: SocketAddr) {
-    match sock.try_send_to(out, dst) {
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-            let _ = tokio::time::timeout(Duration::from_millis(100), sock.send_to(out, dst)).await;
+/// One datagram through the handler; the reply leaves from the address the query arrived on.
+async fn udp_one(
+    sock: &Arc<udp::Socket>,
+    shared: &Arc<Shared>,
+    snap: &Arc<Snapshot>,
+    dgram: &udp::Datagram<'_>,
+    scratch: &mut handler::Scratch,
+    out: &mut Vec<u8>,
+) {
+    let (src, local, packet) = (dgram.src, dgram.local, dgram.payload);
+    let req = handler::Request {
+        packet,
+        src,
+        local,
+        protocol: Protocol::Udp,
+    };
+    let handled = handler::handle(snap, req, scratch, out);
+    // Rate limiting counts responses, so it is checked once we know there is one, and before forwarding.
+    if !matches!(handled, handler::Handled::Drop)
+        && let Some(policy) = &snap.rate_limit
+    {
+        match shared.rrl.check(src.ip(), policy) {
+            rrl::Verdict::Send => {}
+            rrl::Verdict::Slip => {
+                snap.metrics.rate_limited(true);
+                out.clear();
+                if handler::truncated(packet, out) {
+                    sock.send(out, src, local).await;
+                }
+                return;
+            }
+            rrl::Verdict::Drop => {
+                snap.metrics.rate_limited(false);
+                return;
+            }
         }
-        Err(e) => debug!(error = %e, %dst, "udp send failed"),
+    }
+    match handled {
+        handler::Handled::Reply => sock.send(out, src, local).await,
+        handler::Handled::Drop => {}
+        handler::Handled::Forward(job) => {
+            let sock = sock.clone();
+            let shared = shared.clone();
+            let snap = snap.clone();
+            shared.in_flight.fetch_add(1, Ordering::AcqRel);
+            tokio::spawn(async move {
+                let mut out = Vec::with_capacity(512);
+                handler::forward(snap, &shared.forwarder, job, &mut out).await;
+                if !out.is_empty() {
+                    sock.send(&out, src, local).await;
+                }
+                if shared.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+                    shared.drained.notify_waiters();
+                }
+            });
+        }
     }
 }
 

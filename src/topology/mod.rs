@@ -361,6 +361,40 @@ pub struct ResolverEndpoint {
     pub ips: Vec<IpAddr>,
     /// Inbound endpoints: sources its security group admits; `None` = any source.
     pub allowed_sources: Option<Vec<IpNet>>,
+    /// The protocols it accepts (AWS `Protocols`), in the order written, without duplicates; never empty.
+    pub protocols: Vec<EndpointProtocol>,
+}
+
+/// A Route 53 Resolver endpoint protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndpointProtocol {
+    Do53,
+    DoH,
+    /// DoH with FIPS-validated TLS at AWS; served here as plain DoH (the TLS library is not FIPS-validated).
+    DoHFips,
+}
+
+impl EndpointProtocol {
+    /// The AWS spelling (`Do53`, `DoH`, `DoH-FIPS`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Do53 => "Do53",
+            Self::DoH => "DoH",
+            Self::DoHFips => "DoH-FIPS",
+        }
+    }
+
+    /// Any case of the AWS spelling.
+    pub fn parse(text: &str) -> Option<Self> {
+        [Self::Do53, Self::DoH, Self::DoHFips]
+            .into_iter()
+            .find(|p| p.as_str().eq_ignore_ascii_case(text))
+    }
+
+    /// Served over HTTPS.
+    pub fn is_doh(self) -> bool {
+        matches!(self, Self::DoH | Self::DoHFips)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -230,6 +230,8 @@ pub struct ResolverEndpoint {
     pub ips: Option<Vec<String>>,
     /// Inbound endpoints: the source CIDRs its security group admits for DNS; absent = any source.
     pub allowed_sources: Option<Vec<String>>,
+    /// `Do53` (default), `DoH`, `DoH-FIPS`, any case. An inbound endpoint with DoH is also served over HTTPS.
+    pub protocols: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize, Serialize, JsonSchema)]

@@ -308,6 +308,21 @@ fn aws_fixture_serves_the_dns_entries_names_exactly() {
     assert_eq!(warnings.len(), expected.len(), "{warnings:#?}");
 
     let topo = topology::load(&[&file]).expect("valid");
+    // The inbound endpoint's `Protocols` ([Do53, DoH] in the fixture) survive; the outbound's default stays implied.
+    let inbound = &topo.inbound_endpoints[0];
+    assert_eq!(
+        inbound.protocols,
+        [
+            topology::EndpointProtocol::Do53,
+            topology::EndpointProtocol::DoH
+        ],
+        "{}",
+        inbound.id
+    );
+    assert_eq!(
+        topo.outbound_endpoints[0].protocols,
+        [topology::EndpointProtocol::Do53]
+    );
     let served = Served::start(&file, "vpc-0a1b2c3d4e5f60718");
     let json: Value = serde_json::from_str(
         &std::fs::read_to_string(fixtures.join("describe-vpc-endpoints.json")).expect("read"),

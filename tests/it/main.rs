@@ -16,4 +16,5 @@ mod prepared; // replayed (prepared) answers equal the full path byte for byte
 mod property; // explain equals what the binary sends, for drawn tuples in a network namespace
 mod robust; // production operation: ACL, RRL, hostile input, dead upstreams, reloads, metrics, drain
 mod schema; // the committed JSON Schema is the generated one; modelines point at it
-mod serve; // the real binary through real sockets: dig, hickory, dnspython, dnsmasq peers
+mod serve;
+mod transport; // wildcard listeners (arrival address, reply source) and DoH with real clients in namespaces // the real binary through real sockets: dig, hickory, dnspython, dnsmasq peers

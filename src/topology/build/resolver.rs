@@ -116,11 +116,13 @@ impl Builder<'_> {
                     }
                     let allowed_sources =
                         self.allowed_sources(ctx, o, &path, inbound, r.allowed_sources.as_deref());
+                    let protocols = endpoint_protocols(ctx, o.file, &path, r.protocols.as_deref());
                     let ep = ResolverEndpoint {
                         id,
                         vpc,
                         ips,
                         allowed_sources,
+                        protocols,
                     };
                     if inbound {
                         self.topo.inbound_endpoints.push(ep)
@@ -393,4 +395,39 @@ fn rule_targets(
         _ => {}
     }
     targets
+}
+
+/// A resolver endpoint's `protocols`: AWS spellings in any case, default `[Do53]`, at least one.
+fn endpoint_protocols(
+    ctx: &mut Ctx<'_>,
+    file: &SourceFile,
+    path: &YamlPath,
+    list: Option<&[String]>,
+) -> Vec<EndpointProtocol> {
+    let Some(list) = list else {
+        return vec![EndpointProtocol::Do53];
+    };
+    let mut out = Vec::new();
+    for (j, text) in list.iter().enumerate() {
+        match EndpointProtocol::parse(text) {
+            Some(p) if !out.contains(&p) => out.push(p),
+            Some(_) => {}
+            None => ctx.err(
+                file,
+                &path.key("protocols").index(j),
+                format!("unknown protocol `{text}`; write Do53, DoH or DoH-FIPS"),
+            ),
+        }
+    }
+    if list.is_empty() {
+        ctx.err(
+            file,
+            &path.key("protocols"),
+            "an endpoint needs at least one protocol; write e.g. [Do53] or [Do53, DoH]",
+        );
+    }
+    if out.is_empty() {
+        out.push(EndpointProtocol::Do53);
+    }
+    out
 }
