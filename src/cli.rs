@@ -357,6 +357,7 @@ async fn serve(config: ServerConfig) -> anyhow::Result<ExitCode> {
         println!("listening on tcp {a}");
     }
     if let Some(a) = server.metrics_addr() {
+        println!("listening on http {a}");
         println!("metrics on http://{a}/metrics");
     }
     use tokio::signal::unix::{SignalKind, signal};
@@ -367,7 +368,8 @@ async fn serve(config: ServerConfig) -> anyhow::Result<ExitCode> {
         tokio::select! {
             _ = hup.recv() => {
                 tracing::info!("SIGHUP: reloading the topology");
-                drop(reload());
+                let request = reload();
+                tracing::debug!(request, "reload queued");
             }
             _ = term.recv() => break,
             _ = tokio::signal::ctrl_c() => break,

@@ -113,6 +113,7 @@ pub(crate) fn handle(
                 },
             );
             if let Some(Some((kind, rcode))) = done {
+                snap.metrics.prepared_hit();
                 snap.metrics.answered(
                     snap.view_name(view),
                     kind,
@@ -487,7 +488,7 @@ fn log_query(
             qname = %query.name,
             qtype = %query.qtype,
             decided_by,
-            rcode = %rcode,
+            rcode = %super::metrics::rcode_name(rcode),
             micros = started.elapsed().as_micros() as u64,
             "answered"
         );
