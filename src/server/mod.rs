@@ -369,6 +369,7 @@ impl Server {
     /// # }
     /// ```
     pub async fn start(config: ServerConfig) -> Result<RunningServer, ServeError> {
+        let watch_from = reload::initial_stamps(&config.source, config.watch);
         let topo = config.source.load()?;
         // Bind first: the snapshot needs our own addresses to skip them in resolv.conf.
         let mut listen = config.listen.clone();
@@ -530,6 +531,7 @@ impl Server {
             tasks.push(tokio::spawn(reload::watch_files(
                 shared.clone(),
                 paths.clone(),
+                watch_from,
             )));
         }
         let snap = shared.snapshot.load();

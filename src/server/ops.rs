@@ -2,7 +2,7 @@
 //!
 //! Hand-rolled rather than hyper: three fixed GET routes do not need a general HTTP stack, and the bounds are
 //! what matters: at most [`MAX_CONNECTIONS`] open (the excess is closed at once), a deadline to send the request
-//! and one to take the reply, a cap on the request size, and no more accepting once the server shuts down.
+//! and one to take the reply, a cap on the request size, and gone when the server stops.
 //! Nothing here can slow the DNS path: the listener shares no state with it but the counters.
 
 use std::sync::Arc;
@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
 use tracing::{debug, warn};
 
 use super::Shared;
@@ -25,15 +25,16 @@ const WRITE_DEADLINE: Duration = Duration::from_secs(5);
 /// Longer request heads are answered 431.
 const MAX_HEAD: usize = 8 * 1024;
 
-/// Accepts until shutdown.
+/// Accepts until the server stops. During a drain (`RunningServer::shutdown`) it keeps answering, so `/readyz`
+/// says 503 to the load balancer; when the server stops, this task is aborted and its connections with it (they
+/// live in its `JoinSet`).
 pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>) {
-    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    let mut shutdown = shared.shutdown.subscribe();
+    let mut conns = JoinSet::new();
     let mut backoff = Duration::from_millis(10);
     loop {
         let accepted = tokio::select! {
             r = listener.accept() => r,
-            _ = shutdown.changed() => return,
+            Some(_) = conns.join_next(), if !conns.is_empty() => continue,
         };
         let stream = match accepted {
             Ok((stream, _)) => {
@@ -43,38 +44,26 @@ pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>) {
             Err(e) => {
                 // Out of descriptors or similar: back off instead of spinning.
                 warn!(error = %e, "ops accept failed");
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
-                    _ = shutdown.changed() => return,
-                }
+                tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(1));
                 continue;
             }
         };
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
+        while conns.try_join_next().is_some() {}
+        if conns.len() >= MAX_CONNECTIONS {
             debug!("ops connection limit reached; closing new connection");
             continue;
-        };
-        let shared = shared.clone();
-        tokio::spawn(async move {
-            connection(stream, &shared).await;
-            drop(permit);
-        });
+        }
+        conns.spawn(connection(stream, shared.clone()));
     }
 }
 
-async fn connection(mut stream: TcpStream, shared: &Shared) {
-    let mut shutdown = shared.shutdown.subscribe();
-    let head = tokio::select! {
-        h = tokio::time::timeout(READ_DEADLINE, read_head(&mut stream)) => match h {
-            Ok(Some(h)) => h,
-            _ => return,
-        },
-        // A request not yet read is not served once the server stops; a reply being written is finished.
-        _ = shutdown.changed() => return,
+async fn connection(mut stream: TcpStream, shared: Arc<Shared>) {
+    let Ok(Some(head)) = tokio::time::timeout(READ_DEADLINE, read_head(&mut stream)).await else {
+        return;
     };
     let reply = match parse(&head) {
-        Ok(req) => route(&req, shared),
+        Ok(req) => route(&req, &shared),
         Err(status) => Reply::text(status, status.reason()),
     };
     let bytes = reply.encode();

@@ -19,7 +19,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{error, info};
 
-use super::{Shared, Snapshot};
+use super::{Shared, Snapshot, TopologySource};
 use crate::topology::{Diagnostic, Diagnostics, LoadError};
 
 /// The outcome of one reload: the generation serving afterwards, or why the load was rejected.
@@ -179,10 +179,18 @@ const WATCH_INTERVAL: Duration = Duration::from_millis(500);
 /// What identifies a file's content: an atomic rewrite changes the inode, an edit in place the length or the
 /// bytes. Modification times are not used: they are coarse, and a copy can keep the old one.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Stamp {
+pub(crate) struct Stamp {
     inode: u64,
     len: u64,
     hash: u64,
+}
+
+/// The files' stamps before the first load (`None` when not watching).
+pub(crate) fn initial_stamps(source: &TopologySource, watch: bool) -> Option<Vec<Stamp>> {
+    match source {
+        TopologySource::Files(paths) if watch => stamps(paths),
+        _ => None,
+    }
 }
 
 /// Each file's stamp; `None` while one cannot be read (e.g. between the unlink and the rename of a rewrite).
@@ -227,7 +235,12 @@ impl std::hash::Hasher for Fnv {
 }
 
 /// `--watch`: polls the topology files off the runtime and queues a reload when one changes.
-pub(crate) async fn watch_files(shared: Arc<Shared>, paths: Vec<PathBuf>) {
+/// `first` is [`initial_stamps`], taken before the first load, so a change during startup is not missed.
+pub(crate) async fn watch_files(
+    shared: Arc<Shared>,
+    paths: Vec<PathBuf>,
+    first: Option<Vec<Stamp>>,
+) {
     let mut shutdown = shared.shutdown.subscribe();
     let look = |paths: Vec<PathBuf>| async move {
         tokio::task::spawn_blocking(move || stamps(&paths))
@@ -235,7 +248,7 @@ pub(crate) async fn watch_files(shared: Arc<Shared>, paths: Vec<PathBuf>) {
             .ok()
             .flatten()
     };
-    let mut last = look(paths.clone()).await;
+    let mut last = first;
     loop {
         tokio::select! {
             _ = tokio::time::sleep(WATCH_INTERVAL) => {}

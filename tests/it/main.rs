@@ -10,6 +10,8 @@ mod library; // the library API for test suites: parse, resolve_once, serve on :
 mod netns; // the glibc resolver (getent) in a network namespace against the real binary
 mod peers; // helpers that start real DNS servers on loopback
 mod prepared; // replayed (prepared) answers equal the full path byte for byte
+mod prereq; // a missing tool fails the test in CI and skips it elsewhere
+mod reload; // the reload worker, generations, and the bounded ops endpoint against the real binary
 mod robust; // production operation: ACL, RRL, hostile input, dead upstreams, reloads, metrics, drain
 mod schema; // the committed JSON Schema is the generated one; modelines point at it
 mod serve; // the real binary through real sockets: dig, hickory, dnspython, dnsmasq peers
