@@ -423,8 +423,10 @@ fn forward_rule_sends_from_the_outbound_endpoint_address() {
 fn missing_outbound_address_uses_the_default_source_and_warns_once() {
     let missing = "10.255.254.54";
     if UdpSocket::bind((missing, 0)).is_ok() {
-        eprintln!("SKIPPED: this host has {missing}; the test needs an address it lacks");
-        return;
+        return crate::prereq::missing(
+            &format!("a host without {missing}"),
+            "run where that address is not configured",
+        );
     }
     let target = SourceRecorder::start(Ipv4Addr::new(192, 0, 2, 55));
     let served = Served::start(
@@ -523,8 +525,10 @@ fn ipv4_set(text: &str) -> BTreeSet<String> {
 #[test]
 fn two_site_demo_answers_from_both_sides() {
     if let Some(why) = namespaces_unavailable() {
-        eprintln!("SKIPPED: {why}");
-        return;
+        return crate::prereq::missing(
+            &why,
+            "run as root with iproute2 (apt-get install iproute2)",
+        );
     }
     let demo = Demo {
         prefix: format!("vpcr-it{}", std::process::id()),

@@ -1226,42 +1226,42 @@ fn local_answers_stay_fast_while_upstreams_are_dead() {
     let srv = InProcess::start(&lab_yaml(&format!("\"{}\"", hole.addr), ""), |_| {});
     let flood = client(Ipv4Addr::LOCALHOST);
     let local = client(Ipv4Addr::LOCALHOST);
-    let unloaded = median_time(|i| {
-        let reply = ask_from(
-            &local,
-            srv.udp(),
-            &a(50000 + i, "db.lab.internal"),
-            Duration::from_secs(2),
-        )
-        .expect("local answer");
-        assert_eq!(a_records(&reply), [Ipv4Addr::new(10, 0, 1, 100)]);
-    });
-    let mut times = Vec::new();
-    for round in 0..21u16 {
+    // One round: a burst of 100 queries, then the local question behind it. The baseline burst is answered
+    // locally (NXDOMAIN); the measured one needs the dead upstream. Local answers must not wait for it: the
+    // second costs about what the first does, where waiting would cost the upstream timeout.
+    let round = |id: u16, burst: &dyn Fn(u16) -> String| {
         for i in 0..100u16 {
-            let _ = flood.send_to(&a(i, &format!("r{round}-{i}.example.com")), srv.udp());
+            let _ = flood.send_to(&a(i, &burst(i)), srv.udp());
         }
         let started = Instant::now();
         let reply = ask_from(
             &local,
             srv.udp(),
-            &a(60000 + round, "db.lab.internal"),
+            &a(id, "db.lab.internal"),
             Duration::from_secs(2),
         )
         .expect("local answer");
-        times.push(started.elapsed());
         assert_eq!(a_records(&reply), [Ipv4Addr::new(10, 0, 1, 100)]);
+        started.elapsed()
+    };
+    let median = |rounds: &dyn Fn(u16) -> Duration| {
+        let mut t: Vec<Duration> = (0..21u16).map(rounds).collect();
+        t.sort();
+        t[t.len() / 2]
+    };
+    let unloaded = median(&|r| round(50000 + r, &|i| format!("r{r}-{i}.lab.internal")));
+    let during = median(&|r| {
+        let t = round(60000 + r, &|i| format!("r{r}-{i}.example.com"));
         // Pacing, so each round's forwards are in flight when the next local question arrives.
         thread::sleep(Duration::from_millis(20));
-    }
-    times.sort();
-    let during = times[times.len() / 2];
+        t
+    });
     eprintln!(
-        "local answer medians: unloaded {unloaded:?}, with dead upstreams flooded {during:?}"
+        "local answer medians behind a burst: local burst {unloaded:?}, dead-upstream burst {during:?}"
     );
     assert!(
-        during <= unloaded * SLOWDOWN,
-        "median local answer {during:?} while flooding dead upstreams, {unloaded:?} before"
+        during <= unloaded * 4,
+        "median local answer {during:?} behind forwards to a dead upstream, {unloaded:?} behind local ones"
     );
 }
 
@@ -1488,14 +1488,21 @@ fn metrics_health_readiness_and_draining_on_sigterm() {
         answer: [192, 0, 2, 9],
         ..FakeBehaviour::default()
     });
+    // The fake answers one query at a time, so the query in flight at SIGTERM gets a fake of its own.
+    let slow_inflight = Fake::start(FakeBehaviour {
+        delay: Duration::from_millis(1500),
+        answer: [192, 0, 2, 9],
+        ..FakeBehaviour::default()
+    });
     let hole = CountingHole::start();
     let dir = temp_dir("metrics");
     let file = dir.join("lab.yaml");
     let yaml = lab_yaml(
         &format!("\"{}\"", slow.addr()),
         &format!(
-            "resolver:\n  rules:\n    - {{ domain: dead.example, targets: [\"{}\"] }}\nrate_limit: {{ responses_per_second: 1000 }}\nallow: [127.0.0.1/32]\n",
-            hole.addr
+            "resolver:\n  rules:\n    - {{ domain: dead.example, targets: [\"{}\"] }}\n    - {{ domain: inflight.example, targets: [\"{}\"] }}\nrate_limit: {{ responses_per_second: 1000 }}\nallow: [127.0.0.1/32]\n",
+            hole.addr,
+            slow_inflight.addr()
         ),
     );
     std::fs::write(&file, yaml).expect("write");
@@ -1593,11 +1600,11 @@ fn metrics_health_readiness_and_draining_on_sigterm() {
     // arrives, and the process exits 0.
     let upstream_queries = format!(
         "vpc_resolver_upstream_queries_total{{target=\"{}\"}}",
-        slow.addr()
+        slow_inflight.addr()
     );
     let sent_before = metric(&body, &upstream_queries);
     let sock = client(Ipv4Addr::LOCALHOST);
-    sock.send_to(&a(9, "inflight.example.com"), srv.udp)
+    sock.send_to(&a(9, "x.inflight.example"), srv.udp)
         .expect("send");
     srv.wait_metric(&upstream_queries, sent_before + 1.0);
     srv.signal("-TERM");
@@ -1610,7 +1617,13 @@ fn metrics_health_readiness_and_draining_on_sigterm() {
     let (n, _) = sock
         .recv_from(&mut buf)
         .expect("the in-flight answer arrives");
-    assert_eq!(a_records(&buf[..n]), [Ipv4Addr::new(192, 0, 2, 9)]);
+    assert_eq!(
+        a_records(&buf[..n]),
+        [Ipv4Addr::new(192, 0, 2, 9)],
+        "rcode {}:\n{}",
+        rcode(&buf[..n]),
+        srv.stderr_text()
+    );
     let mut srv = srv;
     let deadline = Instant::now() + Duration::from_secs(5);
     let status = loop {

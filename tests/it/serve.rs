@@ -693,15 +693,14 @@ fn hickory_resolver_client() {
     }
 }
 
-/// dnspython over UDP and TCP; skipped (not passed) when the module is not installed.
+/// dnspython over UDP and TCP (a failure in CI when the module is not installed).
 #[test]
 fn dnspython_client() {
     let probe = Command::new("python3")
         .args(["-c", "import dns.message, dns.query"])
         .output();
     if !probe.is_ok_and(|o| o.status.success()) {
-        eprintln!("SKIPPED: dnspython not importable (pip install dnspython)");
-        return;
+        return crate::prereq::missing("dnspython", "pip install -r tests/requirements.txt");
     }
     let topo = topology::default_topology().expect("default topology");
     let (enis, _, _) = endpoint_facts(&topo, "ec2");
