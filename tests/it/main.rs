@@ -7,6 +7,7 @@ mod forwarding; // the forwarder against real dnsmasq/unbound peers and black ho
 mod hybrid; // inbound/outbound endpoints, loops, and the two-site demo in network namespaces
 mod import; // `import aws` end to end: moto and hand-written AWS JSON, check, serve, dig the names
 mod library; // the library API for test suites: parse, resolve_once, serve on :0, set_topology, shutdown
+mod loaders; // the topology loader and `import aws` on mutated inputs: no panic, positioned errors
 mod netns; // the glibc resolver (getent) in a network namespace against the real binary
 mod peers; // helpers that start real DNS servers on loopback
 mod prepared; // replayed (prepared) answers equal the full path byte for byte

@@ -1059,6 +1059,44 @@ fn malformed_tcp_messages_are_survived() {
     assert_eq!(a_records(&reply), [Ipv4Addr::new(10, 0, 1, 100)]);
 }
 
+/// A private zone with a chain of `n` CNAMEs: c0 -> c1 -> ... -> c{n} (an A record).
+fn cname_chain(n: usize) -> String {
+    let mut zone = String::from("  - name: chain.internal\n    records:\n");
+    for i in 0..n {
+        zone.push_str(&format!(
+            "      - {{ name: c{i}, type: CNAME, value: c{}.chain.internal. }}\n",
+            i + 1
+        ));
+    }
+    zone.push_str(&format!(
+        "      - {{ name: c{n}, type: A, values: [10.0.8.8] }}\n"
+    ));
+    zone
+}
+
+#[test]
+fn cname_chain_too_long_is_servfail_and_one_within_bounds_answers() {
+    let _serial = serial();
+    let long = lab_yaml("", "").replace(
+        "hosted_zones:\n",
+        &format!("hosted_zones:\n{}", cname_chain(12)),
+    );
+    let srv = InProcess::start(&long, |_| {});
+    // From c4 the chain has 8 CNAMEs: within bounds, the whole chain and the address.
+    let ok = Message::from_vec(&ask(srv.udp(), &a(1, "c4.chain.internal"))).expect("parses");
+    assert_eq!(ok.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(
+        a_records(&ok.to_vec().expect("encode")),
+        [Ipv4Addr::new(10, 0, 8, 8)]
+    );
+    // From c0, 12 CNAMEs: SERVFAIL, over UDP and TCP.
+    let udp = ask(srv.udp(), &a(2, "c0.chain.internal"));
+    assert_eq!(rcode(&udp), ResponseCode::ServFail.low(), "UDP");
+    let tcp = tcp_ask(srv.tcp(), &a(3, "c0.chain.internal"));
+    assert_eq!(rcode(&tcp), ResponseCode::ServFail.low(), "TCP");
+    assert!(a_records(&udp).is_empty());
+}
+
 #[test]
 fn slowloris_does_not_starve_udp_or_new_tcp_clients() {
     let _serial = serial();
