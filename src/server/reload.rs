@@ -105,7 +105,7 @@ impl Reloads {
         shared.snapshot.store(Arc::new(snap));
         shared.metrics.set_generation(seq);
         self.generation.send_replace(seq);
-        info!(topology = %summary, generation = seq, "serving topology generation {seq}");
+        info!(topology = %summary, generation = seq, "reloaded; serving topology generation {seq}");
         seq
     }
 }
