@@ -362,7 +362,11 @@ fn forwarding_loop_through_dnsmasq_ends_in_servfail() {
         reply.response_code
     );
     assert_eq!(reply.response_code, ResponseCode::ServFail);
-    assert!(took < Duration::from_secs(3), "SERVFAIL took {took:?}");
+    let deadline = vpc_resolver::upstream::ForwarderConfig::default().deadline;
+    assert!(
+        took < deadline * 2,
+        "SERVFAIL took {took:?}, the forwarder's deadline is {deadline:?}"
+    );
     assert!(
         at_answer >= 1,
         "the rule never forwarded (the test proves nothing)"
