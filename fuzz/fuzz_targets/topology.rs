@@ -12,7 +12,12 @@ fuzz_target!(|data: &[u8]| {
         for d in &diags.0 {
             assert_eq!(&*d.file, "fuzz.yaml", "{d}");
             assert!(d.line >= 1 && d.col >= 1, "no position: {d}");
-            assert!(!d.message.is_empty(), "an empty message at {}:{}", d.line, d.col);
+            assert!(
+                !d.message.is_empty(),
+                "an empty message at {}:{}",
+                d.line,
+                d.col
+            );
         }
     }
 });
