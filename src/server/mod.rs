@@ -226,6 +226,16 @@ impl Snapshot {
         })
     }
 
+    /// One line describing the topology, for the log (reload.rs).
+    fn summary(&self) -> String {
+        self.resolver.topology().summary()
+    }
+
+    /// Every view name the metrics may carry for this topology (reload.rs drops the others' series).
+    fn metric_views(&self) -> impl Iterator<Item = &str> {
+        self.view_names.values().map(String::as_str)
+    }
+
     pub(crate) fn view_name(&self, key: crate::resolve::ViewKey) -> &str {
         self.view_names.get(&key).map_or("public", String::as_str)
     }

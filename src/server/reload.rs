@@ -98,10 +98,8 @@ impl Reloads {
             );
             return serving;
         }
-        let summary = snap.resolver.topology().summary();
-        shared
-            .metrics
-            .retain_views(snap.view_names.values().map(String::as_str));
+        let summary = snap.summary();
+        shared.metrics.retain_views(snap.metric_views());
         shared.snapshot.store(Arc::new(snap));
         shared.metrics.set_generation(seq);
         self.generation.send_replace(seq);
