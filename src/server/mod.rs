@@ -625,6 +625,12 @@ impl RunningServer {
         for t in self.tasks.drain(..) {
             t.abort();
         }
+        // Return once the sockets are closed: every UDP thread and connection task holds `shared` until it ends,
+        // and a thread that has not yet seen the signal would still answer (bounded, as a thread may be starved).
+        let closed_by = Instant::now() + Duration::from_secs(2);
+        while Arc::strong_count(&self.shared) > 1 && Instant::now() < closed_by {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
 }
 
