@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Soak benchmark (not a unit test): sustained load against `vpc-resolver serve` for a while, with a SIGHUP reload
 # every few seconds (alternating a valid change and a broken file) and a forward rule to a black hole that takes
-# a share of the queries. Reports queries sent, answered, lost, rcodes, reloads, and RSS/descriptors at the
-# start and the end.
+# a share of the queries. Reports queries sent, answered, lost, rcodes, reloads, the topology generation, and
+# RSS/descriptors at the start and the end; checks that the last valid version serves at the end. The report is
+# also written to benches/results/soak-DATE.txt (or --out FILE).
 #
-#   benches/soak.sh [--minutes N | --seconds N] [--qps N] [--reload-every SECONDS] [--bin PATH]
+#   benches/soak.sh [--minutes N | --seconds N] [--qps N] [--reload-every SECONDS] [--bin PATH] [--out FILE]
 #
 # Needs dnsperf (Debian package `dnsperf`) and python3. Without --bin it builds the release binary.
 # Traffic stays on 127.0.0.1.
@@ -15,6 +16,7 @@ seconds=""
 qps=2000
 reload_every=5
 bin=""
+out=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --minutes) minutes="$2"; shift 2 ;;
@@ -22,11 +24,14 @@ while [ $# -gt 0 ]; do
         --qps) qps="$2"; shift 2 ;;
         --reload-every) reload_every="$2"; shift 2 ;;
         --bin) bin="$2"; shift 2 ;;
+        --out) out="$2"; shift 2 ;;
         *) echo "unknown argument $1" >&2; exit 2 ;;
     esac
 done
 command -v dnsperf >/dev/null || { echo "dnsperf not found: apt-get install dnsperf" >&2; exit 2; }
 root="$(cd "$(dirname "$0")/.." && pwd)"
+out="${out:-$root/benches/results/soak-$(date -u +%F).txt}"
+exec > >(tee "$out") 2>&1
 if [ -z "$bin" ]; then
     (cd "$root" && cargo build --release --quiet)
     bin="$root/target/release/vpc-resolver"
@@ -96,9 +101,9 @@ topology 1 > "$work/topology.yaml"
     > "$work/server.out" 2> "$work/server.err" &
 server=$!
 pids+=($server)
-for _ in $(seq 100); do grep -q "^metrics on" "$work/server.out" 2>/dev/null && break; sleep 0.1; done
+for _ in $(seq 100); do grep -q "^listening on http" "$work/server.out" 2>/dev/null && break; sleep 0.1; done
 port="$(sed -n 's/^listening on udp 127.0.0.1:\([0-9]*\)$/\1/p' "$work/server.out")"
-metrics="$(sed -n 's|^metrics on http://\(.*\)/metrics$|\1|p' "$work/server.out")"
+metrics="$(sed -n 's|^listening on http \(.*\)$|\1|p' "$work/server.out")"
 [ -n "$port" ] || { echo "server did not start"; cat "$work/server.err"; exit 1; }
 
 rss() { awk '/^VmRSS/ {print $2}' "/proc/$server/status"; }
@@ -116,6 +121,7 @@ echo "soak: ${seconds} s at ${qps} qps against 127.0.0.1:$port, reload every ${r
         n=$((n + 1))
         if [ $((n % 2)) -eq 1 ]; then
             topology $((2 + n % 200)) > "$work/topology.new"
+            echo $((2 + n % 200)) > "$work/last_valid"
         else
             printf 'version: 1\nvpcs:\n  - name: soak\n    cidr: 10.0.0.0/33\n' > "$work/topology.new"
         fi
@@ -139,12 +145,16 @@ alive=yes; kill -0 "$server" 2>/dev/null || alive=no
 m="$(python3 -c 'import sys,urllib.request; print(urllib.request.urlopen("http://"+sys.argv[1]+"/metrics").read().decode())' "$metrics")"
 reloads_ok="$(echo "$m" | sed -n 's/^vpc_resolver_reloads_total{result="ok"} //p')"
 reloads_failed="$(echo "$m" | sed -n 's/^vpc_resolver_reloads_total{result="failed"} //p')"
+generation="$(echo "$m" | sed -n 's/^vpc_resolver_topology_generation //p')"
+want="10.0.$(cat "$work/last_valid" 2>/dev/null || echo 1).1"
+serving="$(dig +short +time=2 @127.0.0.1 -p "$port" db.soak.internal A | sort | head -1)"
 
 echo "---- dnsperf"
 sed -n '/Statistics:/,$p' "$work/dnsperf.txt"
 echo "---- server"
 echo "alive at the end: $alive"
-echo "reloads ok: $reloads_ok, rejected: $reloads_failed"
+echo "reloads ok: $reloads_ok, rejected: $reloads_failed; topology generation at the end: $generation"
+echo "db.soak.internal at the end: $serving (the last valid version: $want)"
 echo "VmRSS: start ${rss_start} kB, end ${rss_end} kB"
 echo "descriptors: start ${fds_start}, end ${fds_end}"
 echo "server log lines at ERROR: $(grep -c ERROR "$work/server.err" || true)"
@@ -152,4 +162,4 @@ answered="$(echo "$m" | awk '/^vpc_resolver_queries_total/ {n += $2} END {print 
 echo "answered by the server (vpc_resolver_queries_total): $answered"
 echo "$m" | grep -E '^vpc_resolver_(queries_total|upstream_failures_total|cache_entries)' || true
 lost="$(sed -n 's/^ *Queries lost: *\([0-9]*\).*/\1/p' "$work/dnsperf.txt")"
-[ "$alive" = yes ] && [ "${lost:-1}" = 0 ]
+[ "$alive" = yes ] && [ "${lost:-1}" = 0 ] && [ "$serving" = "$want" ]

@@ -1,9 +1,10 @@
 #!/bin/sh
-# Runs the request-path fuzz target for SECONDS (default 60); exits non-zero on a crash.
+# Runs the fuzz targets for SECONDS in all (default 120): the request path, the topology loader and `import aws`;
+# exits non-zero on a crash, a panic or a hang (an input that takes over 10 s).
 # cargo-fuzz needs nightly features (-Z sanitizer); RUSTC_BOOTSTRAP=1 unlocks them on a stable toolchain.
 # Needs: cargo install cargo-fuzz --locked
 set -eu
-seconds="${1:-60}"
+seconds="${1:-120}"
 cd "$(dirname "$0")"
 mkdir -p corpus/request
 # Seed the corpus with a few real queries (regenerated each run; the corpus directory is not committed).
@@ -28,5 +29,31 @@ seeds = [
 for i, s in enumerate(seeds):
     open(os.path.join(d, "seed-%d" % i), "wb").write(s)
 PY
-RUSTC_BOOTSTRAP=1 cargo fuzz run request corpus/request -- \
-    -max_total_time="$seconds" -max_len=4096 -rss_limit_mb=2048
+# The loaders start from every topology and broken file of the repository, and the AWS fixtures as one input.
+mkdir -p corpus/topology corpus/import_aws
+for f in ../zones/*.yaml ../zones/scenarios/*.yaml ../tests/broken/*.yaml; do
+    [ -f "$f" ] && cp "$f" "corpus/topology/seed-$(basename "$f")"
+done
+python3 - ../tests/fixtures/aws corpus/import_aws <<'PY' 2>/dev/null || true
+import os, sys
+src, dst = sys.argv[1], sys.argv[2]
+order = ["describe-vpcs.json", "describe-subnets.json", "describe-vpc-endpoints.json",
+         "describe-network-interfaces.json", "describe-vpc-attribute-enableDnsSupport.json",
+         "list-hosted-zones.json", "get-hosted-zone-Z0123456789ABCDEFGHIJ.json", "Z0123456789ABCDEFGHIJ.json",
+         "list-resolver-endpoint-ip-addresses-rslvr-out-0123456789abcdef0.json"]
+parts = []
+for name in order:
+    p = os.path.join(src, name)
+    parts.append(open(p, "rb").read() if os.path.exists(p) else b"{}")
+open(os.path.join(dst, "seed-fixtures"), "wb").write(b"\0".join(parts))
+open(os.path.join(dst, "seed-vpcs-only"), "wb").write(parts[0])
+PY
+run() {
+    target="$1"; secs="$2"; shift 2
+    RUSTC_BOOTSTRAP=1 cargo fuzz run "$target" "corpus/$target" -- \
+        -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 "$@"
+}
+# About two fifths of the time for the request path, the rest shared by the two loaders.
+run request $((seconds * 2 / 5)) -max_len=4096
+run topology $((seconds * 3 / 10)) -max_len=65536
+run import_aws $((seconds * 3 / 10)) -max_len=262144

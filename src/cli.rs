@@ -409,6 +409,10 @@ async fn serve(config: ServerConfig) -> anyhow::Result<ExitCode> {
         }
         Err(e) => return Err(e.into()),
     };
+    // Handlers first: a supervisor may signal as soon as it reads the "listening" lines.
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
+    let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
     for a in server.udp_addrs() {
         println!("listening on udp {a}");
     }
@@ -419,17 +423,16 @@ async fn serve(config: ServerConfig) -> anyhow::Result<ExitCode> {
         println!("listening on doh {a}");
     }
     if let Some(a) = server.metrics_addr() {
+        println!("listening on http {a}");
         println!("metrics on http://{a}/metrics");
     }
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut hup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
-    let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
     let reload = server.reloader();
     loop {
         tokio::select! {
             _ = hup.recv() => {
                 tracing::info!("SIGHUP: reloading the topology");
-                drop(reload());
+                let request = reload();
+                tracing::debug!(request, "reload queued");
             }
             _ = term.recv() => break,
             _ = tokio::signal::ctrl_c() => break,

@@ -27,7 +27,11 @@ fuzz_target!(|data: &[u8]| {
     let Some((&selector, packet)) = data.split_first() else {
         return;
     };
-    let protocol = if selector & 1 == 0 { Protocol::Udp } else { Protocol::Tcp };
+    let protocol = if selector & 1 == 0 {
+        Protocol::Udp
+    } else {
+        Protocol::Tcp
+    };
     let src = SocketAddr::new(SOURCES[usize::from(selector >> 1) % SOURCES.len()], 40000);
     match RESPONDER.answer(packet, src, None, protocol) {
         Answered::Reply(out) => {

@@ -178,6 +178,7 @@ fn replay(
         return false;
     };
     let view = snap.engine.view_name(admitted.view());
+    snap.metrics.prepared_hit();
     snap.metrics
         .answered(view, kind, rcode, req.protocol, started.elapsed());
     true
@@ -522,7 +523,7 @@ fn log_query(
             qname = %query.name,
             qtype = %query.qtype,
             decided_by = %decided_by,
-            rcode = %rcode,
+            rcode = %super::metrics::rcode_name(rcode),
             micros = started.elapsed().as_micros() as u64,
             "answered"
         );

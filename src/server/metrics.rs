@@ -44,6 +44,8 @@ pub struct Metrics {
     rate_limited: [AtomicU64; 2],
     reload_ok: AtomicU64,
     reload_failed: AtomicU64,
+    prepared_hits: AtomicU64,
+    generation: AtomicU64,
 }
 
 fn rcode_index(rcode: ResponseCode) -> usize {
@@ -114,105 +116,345 @@ impl Metrics {
         .fetch_add(1, Relaxed);
     }
 
-    /// Prometheus text exposition format.
+    /// Counts an answer replayed from the prepared table (the fast path).
+    pub(crate) fn prepared_hit(&self) {
+        self.prepared_hits.fetch_add(1, Relaxed);
+    }
+
+    /// The topology generation now serving.
+    pub(crate) fn set_generation(&self, generation: u64) {
+        self.generation.store(generation, Relaxed);
+    }
+
+    /// Drops the per-view series of views the new topology no longer has (`public` always stays).
+    pub(crate) fn retain_views<'a>(&self, names: impl Iterator<Item = &'a str>) {
+        let keep: std::collections::HashSet<&str> = names.chain(["public"]).collect();
+        if let Ok(mut views) = self.views.write() {
+            views.retain(|name, _| keep.contains(name.as_str()));
+        }
+    }
+
+    /// Prometheus text exposition format (version 0.0.4): HELP and TYPE for every family, label values escaped.
     pub fn render(&self, forwarder: &Forwarder) -> String {
         let mut s = String::new();
-        s.push_str("# HELP vpc_resolver_queries_total Answered queries by decision kind, rcode and protocol.\n# TYPE vpc_resolver_queries_total counter\n");
+        self.render_queries(&mut s);
+        self.render_latency(&mut s);
+        family(
+            &mut s,
+            "vpc_resolver_refused_total",
+            "counter",
+            "Queries refused by access control.",
+        );
+        sample(
+            &mut s,
+            "vpc_resolver_refused_total",
+            &[("reason", "acl")],
+            self.refused_acl.load(Relaxed),
+        );
+        family(
+            &mut s,
+            "vpc_resolver_rate_limited_total",
+            "counter",
+            "UDP responses withheld by rate limiting: dropped, or sent truncated (slip).",
+        );
+        for (i, action) in ["drop", "slip"].iter().enumerate() {
+            sample(
+                &mut s,
+                "vpc_resolver_rate_limited_total",
+                &[("action", action)],
+                self.rate_limited[i].load(Relaxed),
+            );
+        }
+        family(
+            &mut s,
+            "vpc_resolver_prepared_answers_total",
+            "counter",
+            "Answers replayed from the prepared table without running the engine.",
+        );
+        sample(
+            &mut s,
+            "vpc_resolver_prepared_answers_total",
+            &[],
+            self.prepared_hits.load(Relaxed),
+        );
+        family(
+            &mut s,
+            "vpc_resolver_reloads_total",
+            "counter",
+            "Topology loads after startup, by result.",
+        );
+        sample(
+            &mut s,
+            "vpc_resolver_reloads_total",
+            &[("result", "ok")],
+            self.reload_ok.load(Relaxed),
+        );
+        sample(
+            &mut s,
+            "vpc_resolver_reloads_total",
+            &[("result", "failed")],
+            self.reload_failed.load(Relaxed),
+        );
+        family(
+            &mut s,
+            "vpc_resolver_topology_generation",
+            "gauge",
+            "Generation of the topology serving: 1 at start, the number of the reload request that loaded it after.",
+        );
+        sample(
+            &mut s,
+            "vpc_resolver_topology_generation",
+            &[],
+            self.generation.load(Relaxed).max(1),
+        );
+        family(
+            &mut s,
+            "vpc_resolver_cache_entries",
+            "gauge",
+            "Entries in the forwarding cache.",
+        );
+        sample(
+            &mut s,
+            "vpc_resolver_cache_entries",
+            &[],
+            forwarder.cache_len() as u64,
+        );
+        render_upstreams(&mut s, forwarder);
+        s
+    }
+
+    fn render_queries(&self, s: &mut String) {
+        family(
+            s,
+            "vpc_resolver_queries_total",
+            "counter",
+            "Answered queries by decision kind, rcode and protocol.",
+        );
         for (k, kind) in KINDS.iter().enumerate() {
             for r in 0..7 {
                 for (p, proto) in ["udp", "tcp", "https"].iter().enumerate() {
                     let n = self.queries[k][r][p].load(Relaxed);
                     if n > 0 {
                         let rcode = RCODES.get(r).copied().unwrap_or("OTHER");
-                        let _ = writeln!(
-                            s,
-                            "vpc_resolver_queries_total{{kind=\"{kind}\",rcode=\"{rcode}\",proto=\"{proto}\"}} {n}"
-                        );
+                        let labels = [("kind", *kind), ("rcode", rcode), ("proto", proto)];
+                        sample(s, "vpc_resolver_queries_total", &labels, n);
                     }
                 }
             }
         }
-        s.push_str("# HELP vpc_resolver_view_queries_total Queries by view.\n# TYPE vpc_resolver_view_queries_total counter\n");
+        family(
+            s,
+            "vpc_resolver_view_queries_total",
+            "counter",
+            "Queries by view.",
+        );
         if let Ok(views) = self.views.read() {
             let mut names: Vec<_> = views.iter().collect();
             names.sort_by(|a, b| a.0.cmp(b.0));
             for (view, n) in names {
-                let _ = writeln!(
+                sample(
                     s,
-                    "vpc_resolver_view_queries_total{{view=\"{view}\"}} {}",
-                    n.load(Relaxed)
+                    "vpc_resolver_view_queries_total",
+                    &[("view", view)],
+                    n.load(Relaxed),
                 );
             }
         }
-        s.push_str("# HELP vpc_resolver_query_duration_seconds Time from receipt to reply.\n# TYPE vpc_resolver_query_duration_seconds histogram\n");
+    }
+
+    fn render_latency(&self, s: &mut String) {
+        family(
+            s,
+            "vpc_resolver_query_duration_seconds",
+            "histogram",
+            "Time from receipt to reply.",
+        );
         let mut cumulative = 0;
         for (i, b) in BUCKETS.iter().enumerate() {
             cumulative += self.latency[i].load(Relaxed);
-            let _ = writeln!(
+            let le = (*b as f64 / 1e6).to_string();
+            sample(
                 s,
-                "vpc_resolver_query_duration_seconds_bucket{{le=\"{}\"}} {cumulative}",
-                *b as f64 / 1e6
+                "vpc_resolver_query_duration_seconds_bucket",
+                &[("le", &le)],
+                cumulative,
             );
         }
         cumulative += self.latency[BUCKETS.len()].load(Relaxed);
-        let _ = writeln!(
+        sample(
             s,
-            "vpc_resolver_query_duration_seconds_bucket{{le=\"+Inf\"}} {cumulative}"
+            "vpc_resolver_query_duration_seconds_bucket",
+            &[("le", "+Inf")],
+            cumulative,
         );
         let _ = writeln!(
             s,
             "vpc_resolver_query_duration_seconds_sum {}",
             self.latency_sum_us.load(Relaxed) as f64 / 1e6
         );
-        let _ = writeln!(s, "vpc_resolver_query_duration_seconds_count {cumulative}");
-        let _ = writeln!(
+        sample(
             s,
-            "# TYPE vpc_resolver_refused_total counter\nvpc_resolver_refused_total{{reason=\"acl\"}} {}",
-            self.refused_acl.load(Relaxed)
+            "vpc_resolver_query_duration_seconds_count",
+            &[],
+            cumulative,
         );
-        let _ = writeln!(
-            s,
-            "# HELP vpc_resolver_rate_limited_total UDP responses withheld by rate limiting: dropped, or sent truncated (slip).\n# TYPE vpc_resolver_rate_limited_total counter\nvpc_resolver_rate_limited_total{{action=\"drop\"}} {}\nvpc_resolver_rate_limited_total{{action=\"slip\"}} {}",
-            self.rate_limited[0].load(Relaxed),
-            self.rate_limited[1].load(Relaxed)
-        );
-        let _ = writeln!(
-            s,
-            "# TYPE vpc_resolver_reloads_total counter\nvpc_resolver_reloads_total{{result=\"ok\"}} {}\nvpc_resolver_reloads_total{{result=\"failed\"}} {}",
-            self.reload_ok.load(Relaxed),
-            self.reload_failed.load(Relaxed)
-        );
-        let _ = writeln!(
-            s,
-            "# TYPE vpc_resolver_cache_entries gauge\nvpc_resolver_cache_entries {}",
-            forwarder.cache_len()
-        );
-        s.push_str("# TYPE vpc_resolver_upstream_queries_total counter\n# TYPE vpc_resolver_upstream_failures_total counter\n# TYPE vpc_resolver_upstream_rtt_seconds gauge\n# TYPE vpc_resolver_upstream_held_down gauge\n");
-        for t in forwarder.target_health() {
-            let target = t.addr;
-            let _ = writeln!(
-                s,
-                "vpc_resolver_upstream_queries_total{{target=\"{target}\"}} {}",
-                t.queries
-            );
-            let _ = writeln!(
-                s,
-                "vpc_resolver_upstream_failures_total{{target=\"{target}\"}} {}",
-                t.failures
-            );
-            let _ = writeln!(
-                s,
-                "vpc_resolver_upstream_held_down{{target=\"{target}\"}} {}",
-                u8::from(t.held_down)
-            );
-            if let Some(rtt) = t.last_rtt {
-                let _ = writeln!(
-                    s,
-                    "vpc_resolver_upstream_rtt_seconds{{target=\"{target}\"}} {}",
-                    rtt.as_secs_f64()
-                );
+    }
+}
+
+fn render_upstreams(s: &mut String, forwarder: &Forwarder) {
+    let health = forwarder.target_health();
+    let families: [(&str, &str, &str); 4] = [
+        (
+            "vpc_resolver_upstream_queries_total",
+            "counter",
+            "Queries sent to each upstream target.",
+        ),
+        (
+            "vpc_resolver_upstream_failures_total",
+            "counter",
+            "Queries to each upstream target that timed out or failed.",
+        ),
+        (
+            "vpc_resolver_upstream_held_down",
+            "gauge",
+            "1 while a target is held down after failures (RFC 9520), else 0.",
+        ),
+        (
+            "vpc_resolver_upstream_rtt_seconds",
+            "gauge",
+            "Round-trip time of the last answer from each target.",
+        ),
+    ];
+    for (i, (name, kind, help)) in families.iter().enumerate() {
+        family(s, name, kind, help);
+        for t in &health {
+            let target = t.addr.to_string();
+            let labels = [("target", target.as_str())];
+            match i {
+                0 => sample(s, name, &labels, t.queries),
+                1 => sample(s, name, &labels, t.failures),
+                2 => sample(s, name, &labels, u64::from(t.held_down)),
+                _ => {
+                    if let Some(rtt) = t.last_rtt {
+                        let _ = writeln!(s, "{name}{} {}", label_set(&labels), rtt.as_secs_f64());
+                    }
+                }
             }
         }
-        s
+    }
+}
+
+fn family(s: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+fn sample(s: &mut String, name: &str, labels: &[(&str, &str)], value: impl std::fmt::Display) {
+    let _ = writeln!(s, "{name}{} {value}", label_set(labels));
+}
+
+fn label_set(labels: &[(&str, &str)]) -> String {
+    if labels.is_empty() {
+        return String::new();
+    }
+    let inner: Vec<String> = labels
+        .iter()
+        .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
+        .collect();
+    format!("{{{}}}", inner.join(","))
+}
+
+/// Label value escaping of the text format: backslash, double quote and line feed.
+fn escape(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The rcode's mnemonic as DNS tools print it (`NOERROR`, `NXDOMAIN`), for logs; hickory's Display is prose.
+pub(crate) fn rcode_name(rcode: ResponseCode) -> std::borrow::Cow<'static, str> {
+    let name = match rcode {
+        ResponseCode::NoError => "NOERROR",
+        ResponseCode::FormErr => "FORMERR",
+        ResponseCode::ServFail => "SERVFAIL",
+        ResponseCode::NXDomain => "NXDOMAIN",
+        ResponseCode::NotImp => "NOTIMP",
+        ResponseCode::Refused => "REFUSED",
+        ResponseCode::YXDomain => "YXDOMAIN",
+        ResponseCode::YXRRSet => "YXRRSET",
+        ResponseCode::NXRRSet => "NXRRSET",
+        ResponseCode::NotAuth => "NOTAUTH",
+        ResponseCode::NotZone => "NOTZONE",
+        ResponseCode::BADVERS => "BADVERS",
+        ResponseCode::BADCOOKIE => "BADCOOKIE",
+        other => return format!("RCODE{}", u16::from(other)).into(),
+    };
+    name.into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(escape(r#"a"b\c"#), r#"a\"b\\c"#);
+        assert_eq!(escape("x\ny"), "x\\ny");
+    }
+
+    #[test]
+    fn every_family_has_help_and_type_and_views_are_pruned() {
+        let m = Metrics::default();
+        m.answered(
+            "vpc-\"odd\"",
+            "phz",
+            ResponseCode::NoError,
+            Protocol::Udp,
+            Duration::from_micros(70),
+        );
+        m.answered(
+            "vpc-gone",
+            "phz",
+            ResponseCode::NXDomain,
+            Protocol::Tcp,
+            Duration::from_micros(70),
+        );
+        m.retain_views(["vpc-\"odd\""].into_iter());
+        let text = m.render(&Forwarder::new(Default::default()));
+        assert!(
+            text.contains(r#"vpc_resolver_view_queries_total{view="vpc-\"odd\""} 1"#),
+            "{text}"
+        );
+        assert!(!text.contains("vpc-gone"), "{text}");
+        let mut help = std::collections::HashSet::new();
+        let mut typed = std::collections::HashSet::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# HELP ") {
+                help.insert(rest.split(' ').next().expect("name").to_string());
+            } else if let Some(rest) = line.strip_prefix("# TYPE ") {
+                typed.insert(rest.split(' ').next().expect("name").to_string());
+            } else {
+                let name = line.split(['{', ' ']).next().expect("name");
+                let family = ["_bucket", "_sum", "_count"]
+                    .iter()
+                    .find_map(|sfx| name.strip_suffix(sfx).filter(|f| typed.contains(*f)))
+                    .unwrap_or(name);
+                assert!(typed.contains(family), "{name} has no TYPE before it");
+            }
+        }
+        assert_eq!(help, typed);
+    }
+
+    #[test]
+    fn rcode_names_are_mnemonics() {
+        assert_eq!(rcode_name(ResponseCode::NoError), "NOERROR");
+        assert_eq!(rcode_name(ResponseCode::NXDomain), "NXDOMAIN");
+        assert_eq!(rcode_name(ResponseCode::Unknown(3841)), "RCODE3841");
     }
 }

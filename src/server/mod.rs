@@ -9,6 +9,8 @@ mod answers;
 mod doh;
 mod handler;
 mod metrics;
+mod ops;
+mod reload;
 mod rrl;
 mod udp;
 
@@ -17,7 +19,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use ipnet::IpNet;
@@ -170,6 +172,19 @@ impl Snapshot {
             metrics,
         })
     }
+
+    /// One line describing the topology, for the log (reload.rs).
+    fn summary(&self) -> String {
+        self.engine.topology().summary()
+    }
+
+    /// Every view name the metrics may carry for this topology (reload.rs drops the others' series).
+    fn metric_views(&self) -> impl Iterator<Item = &str> {
+        self.engine
+            .view_keys()
+            .into_iter()
+            .map(|k| self.engine.view_name(k))
+    }
 }
 
 /// What [`Responder::answer`] did with a packet.
@@ -249,6 +264,7 @@ struct Shared {
     ready: AtomicBool,
     tcp: TcpSlots,
     rrl: rrl::Table,
+    reloads: reload::Reloads,
 }
 
 /// A running server. Dropping it stops it at once; [`RunningServer::shutdown`] lets queries in flight finish first.
@@ -291,6 +307,7 @@ impl Server {
     /// # }
     /// ```
     pub async fn start(config: ServerConfig) -> Result<RunningServer, ServeError> {
+        let watch_from = reload::initial_stamps(&config.source, config.watch);
         let topo = config.source.load()?;
         // Bind first: the snapshot needs our own addresses to skip them in resolv.conf.
         let mut listen = config.listen.clone();
@@ -373,6 +390,8 @@ impl Server {
         let forwarder = Forwarder::new(config.forwarder.clone());
         forwarder.set_local_addrs(local.clone());
         let (shutdown, _) = watch::channel(false);
+        let (reloads, reload_queue) = reload::Reloads::new();
+        metrics.set_generation(reloads.generation());
         let shared = Arc::new(Shared {
             tcp: TcpSlots::new(config.max_tcp_connections),
             config,
@@ -385,6 +404,7 @@ impl Server {
             drained: Notify::new(),
             ready: AtomicBool::new(true),
             rrl: rrl::Table::default(),
+            reloads,
         });
         let mut tasks = Vec::new();
         // Each UDP socket gets a thread with its own single-threaded runtime: receive, answer and send stay on one
@@ -437,18 +457,25 @@ impl Server {
                             source,
                         })?;
                 let bound = listener.local_addr().ok();
-                tasks.push(tokio::spawn(metrics_loop(listener, shared.clone())));
+                tasks.push(tokio::spawn(ops::serve(listener, shared.clone())));
                 bound
             }
             None => None,
         };
-        if shared.config.watch {
-            tasks.push(tokio::spawn(watch_loop(shared.clone())));
+        tasks.push(tokio::spawn(reload::worker(shared.clone(), reload_queue)));
+        if shared.config.watch
+            && let TopologySource::Files(paths) = &shared.config.source
+        {
+            tasks.push(tokio::spawn(reload::watch_files(
+                shared.clone(),
+                paths.clone(),
+                watch_from,
+            )));
         }
         let (doh_tasks, doh) = start_doh(&shared)?;
         tasks.extend(doh_tasks);
         let snap = shared.snapshot.load();
-        info!(topology = %snap.engine.topology().summary(), "serving");
+        info!(topology = %snap.engine.topology().summary(), generation = 1, "serving topology generation 1");
         Ok(RunningServer {
             shared,
             udp: udp_addrs,
@@ -475,32 +502,50 @@ impl RunningServer {
         self.metrics_addr
     }
 
-    /// Replaces the topology while serving; queries in flight finish on the old one.
-    pub fn set_topology(&self, topology: Topology) -> Result<(), ServeError> {
+    /// Replaces the topology while serving; queries in flight finish on the old one. Returns the generation it
+    /// serves as. A reload requested earlier that is still loading will not replace it (the last request wins).
+    pub fn set_topology(&self, topology: Topology) -> Result<u64, ServeError> {
         let snap = Snapshot::new(
             topology,
             &self.shared.config,
             &self.shared.local,
             self.shared.metrics.clone(),
         )?;
-        self.shared.snapshot.store(Arc::new(snap));
-        Ok(())
+        let seq = self.shared.reloads.number();
+        Ok(self.shared.reloads.store(&self.shared, seq, snap))
     }
 
-    /// Re-reads the topology source; on error the old topology keeps serving and the errors are returned.
-    pub async fn reload(&self) -> Result<(), Diagnostics> {
-        reload(&self.shared).await
+    /// Re-reads the topology source; on error the old topology keeps serving and the errors are returned. On
+    /// success, the generation serving afterwards (requests queued together are answered by one load).
+    pub async fn reload(&self) -> Result<u64, Diagnostics> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.shared.reloads.request(Some(tx));
+        rx.await.unwrap_or_else(|_| {
+            Err(Diagnostics(vec![topology::Diagnostic {
+                file: "".into(),
+                line: 0,
+                col: 0,
+                message: "the server stopped before the reload finished".into(),
+            }]))
+        })
     }
 
-    /// A handle that reloads, for signal handlers.
-    pub fn reloader(
-        &self,
-    ) -> impl Fn() -> tokio::task::JoinHandle<Result<(), Diagnostics>> + Send + Sync + 'static {
+    /// A handle that queues a reload (for signal handlers) and returns the request's number: the generation it
+    /// becomes once loaded, unless the load fails.
+    pub fn reloader(&self) -> impl Fn() -> u64 + Send + Sync + 'static {
         let shared = self.shared.clone();
-        move || {
-            let shared = shared.clone();
-            tokio::spawn(async move { reload(&shared).await })
-        }
+        move || shared.reloads.request(None)
+    }
+
+    /// The topology generation serving: 1 at start; each reload request or `set_topology` call takes the next
+    /// number, and a generation serves once its topology is loaded.
+    pub fn generation(&self) -> u64 {
+        self.shared.reloads.generation()
+    }
+
+    /// Waits until generation `n` or a later one serves (wrap it in a timeout: a failed load never serves).
+    pub async fn wait_for_generation(&self, n: u64) {
+        self.shared.reloads.wait_for(n).await;
     }
 
     /// Stops listening, lets forwarded queries in flight finish (at most `drain`), and returns.
@@ -515,6 +560,12 @@ impl RunningServer {
         for t in self.tasks.drain(..) {
             t.abort();
         }
+        // Return once the sockets are closed: every UDP thread and connection task holds `shared` until it ends,
+        // and a thread that has not yet seen the signal would still answer (bounded, as a thread may be starved).
+        let closed_by = Instant::now() + Duration::from_secs(2);
+        while Arc::strong_count(&self.shared) > 1 && Instant::now() < closed_by {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
 }
 
@@ -524,58 +575,6 @@ impl Drop for RunningServer {
         let _ = self.shared.shutdown.send(true);
         for t in &self.tasks {
             t.abort();
-        }
-    }
-}
-
-async fn reload(shared: &Arc<Shared>) -> Result<(), Diagnostics> {
-    let s = shared.clone();
-    // Parse and compile off the query path; swap in one step.
-    let built = tokio::task::spawn_blocking(move || {
-        let topo = s.config.source.load().map_err(|e| match e {
-            LoadError::Invalid(d) => d,
-            other => Diagnostics(vec![topology::Diagnostic {
-                file: "".into(),
-                line: 0,
-                col: 0,
-                message: other.to_string(),
-            }]),
-        })?;
-        Snapshot::new(topo, &s.config, &s.local, s.metrics.clone()).map_err(|e| {
-            Diagnostics(vec![topology::Diagnostic {
-                file: "".into(),
-                line: 0,
-                col: 0,
-                message: e.to_string(),
-            }])
-        })
-    })
-    .await
-    .map_err(|e| {
-        Diagnostics(vec![topology::Diagnostic {
-            file: "".into(),
-            line: 0,
-            col: 0,
-            message: e.to_string(),
-        }])
-    })?;
-    match built {
-        Ok(snap) => {
-            info!(topology = %snap.engine.topology().summary(), "reloaded");
-            shared.snapshot.store(Arc::new(snap));
-            shared.metrics.reload(true);
-            Ok(())
-        }
-        Err(diags) => {
-            for d in &diags.0 {
-                error!("{d}");
-            }
-            error!(
-                errors = diags.0.len(),
-                "reload rejected; the previous topology keeps serving"
-            );
-            shared.metrics.reload(false);
-            Err(diags)
         }
     }
 }
@@ -933,69 +932,6 @@ async fn tcp_conn(
             Ok(Ok(_))
         ) {
             return;
-        }
-    }
-}
-
-/// A tiny HTTP/1.0 responder: `/metrics`, `/healthz`, `/readyz`.
-async fn metrics_loop(listener: TcpListener, shared: Arc<Shared>) {
-    loop {
-        let Ok((mut stream, _)) = listener.accept().await else {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            continue;
-        };
-        let shared = shared.clone();
-        tokio::spawn(async move {
-            // Read until the request line is complete: one read may return only part of it.
-            let mut req = [0u8; 1024];
-            let mut n = 0;
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
-            while n < req.len() && !req[..n].contains(&b'\n') {
-                match tokio::time::timeout_at(deadline, stream.read(&mut req[n..])).await {
-                    Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
-                    Ok(Ok(read)) => n += read,
-                }
-            }
-            let line = String::from_utf8_lossy(&req[..n]);
-            let path = line.split_whitespace().nth(1).unwrap_or("/");
-            let (status, body) = match path {
-                "/metrics" => ("200 OK", shared.metrics.render(&shared.forwarder)),
-                "/healthz" => ("200 OK", "ok\n".to_string()),
-                "/readyz" if shared.ready.load(Ordering::Relaxed) => {
-                    ("200 OK", "ready\n".to_string())
-                }
-                "/readyz" => ("503 Service Unavailable", "draining\n".to_string()),
-                _ => ("404 Not Found", "not found\n".to_string()),
-            };
-            let resp = format!(
-                "HTTP/1.0 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = tokio::time::timeout(Duration::from_secs(2), stream.write_all(resp.as_bytes()))
-                .await;
-        });
-    }
-}
-
-/// Polls the topology files' modification times; a change triggers a reload.
-async fn watch_loop(shared: Arc<Shared>) {
-    let TopologySource::Files(paths) = &shared.config.source else {
-        return;
-    };
-    let stamp = |paths: &[PathBuf]| -> Vec<Option<SystemTime>> {
-        paths
-            .iter()
-            .map(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
-            .collect()
-    };
-    let mut last = stamp(paths);
-    loop {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let now = stamp(paths);
-        if now != last {
-            last = now;
-            info!("topology file changed; reloading");
-            let _ = reload(&shared).await;
         }
     }
 }

@@ -362,7 +362,11 @@ fn forwarding_loop_through_dnsmasq_ends_in_servfail() {
         reply.response_code
     );
     assert_eq!(reply.response_code, ResponseCode::ServFail);
-    assert!(took < Duration::from_secs(3), "SERVFAIL took {took:?}");
+    let deadline = vpc_resolver::upstream::ForwarderConfig::default().deadline;
+    assert!(
+        took < deadline * 2,
+        "SERVFAIL took {took:?}, the forwarder's deadline is {deadline:?}"
+    );
     assert!(
         at_answer >= 1,
         "the rule never forwarded (the test proves nothing)"
@@ -423,8 +427,10 @@ fn forward_rule_sends_from_the_outbound_endpoint_address() {
 fn missing_outbound_address_uses_the_default_source_and_warns_once() {
     let missing = "10.255.254.54";
     if UdpSocket::bind((missing, 0)).is_ok() {
-        eprintln!("SKIPPED: this host has {missing}; the test needs an address it lacks");
-        return;
+        return crate::prereq::missing(
+            &format!("a host without {missing}"),
+            "run where that address is not configured",
+        );
     }
     let target = SourceRecorder::start(Ipv4Addr::new(192, 0, 2, 55));
     let served = Served::start(
@@ -523,8 +529,10 @@ fn ipv4_set(text: &str) -> BTreeSet<String> {
 #[test]
 fn two_site_demo_answers_from_both_sides() {
     if let Some(why) = namespaces_unavailable() {
-        eprintln!("SKIPPED: {why}");
-        return;
+        return crate::prereq::missing(
+            &why,
+            "run as root with iproute2 (apt-get install iproute2)",
+        );
     }
     let demo = Demo {
         prefix: format!("vpcr-it{}", std::process::id()),

@@ -170,8 +170,7 @@ fn moto_account_imports_checks_and_serves() {
         .args(["-c", "import moto, boto3"])
         .output();
     if !moto.is_ok_and(|o| o.status.success()) {
-        eprintln!("SKIPPED: moto not installed (pip install 'moto[ec2,route53,route53resolver]')");
-        return;
+        return crate::prereq::missing("moto and boto3", "pip install -r tests/requirements.txt");
     }
     let dir = temp_dir("moto");
     let json_dir = dir.join("account");

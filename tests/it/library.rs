@@ -150,9 +150,12 @@ async fn serve_swap_and_stop() {
     let m = query(addr, "sts.us-east-1.amazonaws.com.", RecordType::A).await;
     assert_eq!(a_records(&m), [ip("10.0.1.25"), ip("10.0.2.25")]);
 
-    server
+    assert_eq!(server.generation(), 1);
+    let generation = server
         .set_topology(topology::parse_str(&lab("10.0.2.200")).expect("valid"))
         .expect("swap");
+    assert_eq!(generation, 2, "set_topology serves as the next generation");
+    assert_eq!(server.generation(), 2);
     let m = query(addr, "db.corp.internal.", RecordType::A).await;
     assert_eq!(a_records(&m), [ip("10.0.2.200")]);
 
@@ -174,4 +177,66 @@ async fn serve_swap_and_stop() {
         !matches!(got, Ok(Ok(_))),
         "a stopped server must not answer"
     );
+}
+
+/// A file reload requested before `set_topology` finishes after it, and must not replace it: the last request
+/// wins, whatever order the work completes in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_requested_earlier_never_replaces_a_later_set_topology() {
+    let dir = std::env::temp_dir().join(format!("vpc-resolver-lib-order-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let file = dir.join("topology.yaml");
+    std::fs::write(&file, lab("10.0.1.100")).expect("write");
+    let server = Server::start(ServerConfig {
+        source: TopologySource::Files(vec![file.clone()]),
+        listen: vec!["127.0.0.1:0".parse().expect("addr")],
+        udp_sockets: 1,
+        metrics: Some("127.0.0.1:0".parse().expect("addr")),
+        ..Default::default()
+    })
+    .await
+    .expect("start");
+    let addr = server.udp_addrs()[0];
+    std::fs::write(&file, lab("10.0.1.101")).expect("rewrite");
+    let queued = server.reloader()();
+    assert_eq!(queued, 2);
+    let set = server
+        .set_topology(topology::parse_str(&lab("10.0.1.102")).expect("valid"))
+        .expect("swap");
+    assert_eq!(set, 3);
+    // Once the worker has loaded the first request (counted as a successful load), generation 3 still serves.
+    let ops = server.metrics_addr().expect("metrics");
+    tokio::task::spawn_blocking(move || {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while crate::robust::metric(
+            &crate::robust::http_get(ops, "/metrics").1,
+            "vpc_resolver_reloads_total{result=\"ok\"}",
+        ) < 1.0
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the reload never loaded"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    })
+    .await
+    .expect("poll");
+    assert_eq!(server.generation(), 3, "the earlier request was not stored");
+    let m = query(addr, "db.corp.internal.", RecordType::A).await;
+    assert_eq!(a_records(&m), [ip("10.0.1.102")]);
+    // A reload awaited now is queued behind the first one, so once it returns the first has been handled; it
+    // re-reads the file as generation 4, which (being the last request) serves.
+    let after = tokio::time::timeout(Duration::from_secs(10), server.reload())
+        .await
+        .expect("the reload worker answers")
+        .expect("the file is valid");
+    assert_eq!(after, 4);
+    let m = query(addr, "db.corp.internal.", RecordType::A).await;
+    assert_eq!(a_records(&m), [ip("10.0.1.101")]);
+    tokio::time::timeout(Duration::from_secs(1), server.wait_for_generation(4))
+        .await
+        .expect("generation 4 serves");
+    server.shutdown(Duration::from_millis(200)).await;
+    let _ = std::fs::remove_dir_all(&dir);
 }

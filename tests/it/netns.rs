@@ -1,7 +1,7 @@
 //! The glibc stub resolver against the real binary: a network namespace joined to the host by a veth pair, its
 //! resolv.conf pointing at the server on the host side, and `getent` run inside it. glibc only speaks to port 53, so
 //! the server listens on the host-side veth address (a private /30 that exists only while the test runs). Where
-//! namespaces are not permitted the test prints SKIPPED and returns.
+//! namespaces are not permitted the test fails under CI=true, and elsewhere prints a notice and returns.
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
@@ -60,11 +60,13 @@ fn glibc_getent_in_a_namespace() {
     let name = format!("vpcr-it-{pid}");
     let add = ip(&["netns", "add", &name]);
     if !add.status.success() {
-        eprintln!(
-            "SKIPPED: network namespaces not permitted: {}",
-            String::from_utf8_lossy(&add.stderr).trim()
+        return crate::prereq::missing(
+            &format!(
+                "network namespaces ({})",
+                String::from_utf8_lossy(&add.stderr).trim()
+            ),
+            "run as root with iproute2 (apt-get install iproute2)",
         );
-        return;
     }
     // Interface names are at most 15 bytes.
     let tag = pid % 100_000;

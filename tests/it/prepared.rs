@@ -7,6 +7,10 @@ use hickory_proto::rr::{Name, RecordType};
 use vpc_resolver::server::{Server, ServerConfig, TopologySource};
 use vpc_resolver::wire;
 
+use crate::robust::{http_get, metric};
+
+const HITS: &str = "vpc_resolver_prepared_answers_total";
+
 fn ask(sock: &UdpSocket, id: u16, name: &str, qtype: RecordType, edns: bool) -> Vec<u8> {
     let mut q = Vec::new();
     wire::build_query(
@@ -40,11 +44,14 @@ async fn replayed_answers_equal_the_full_path() {
         source: TopologySource::Given(Box::new(topo)),
         listen: vec!["127.0.0.1:0".parse().expect("addr")],
         default_view: Some("vpc-a".into()),
+        metrics: Some("127.0.0.1:0".parse().expect("addr")),
         ..ServerConfig::default()
     })
     .await
     .expect("start");
     let addr = server.udp_addrs()[0];
+    let ops = server.metrics_addr().expect("metrics address");
+    let hits = move || metric(&http_get(ops, "/metrics").1, HITS);
     let checks = tokio::task::spawn_blocking(move || {
         let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
         sock.set_read_timeout(Some(Duration::from_secs(2)))
@@ -64,8 +71,23 @@ async fn replayed_answers_equal_the_full_path() {
         ] {
             for edns in [false, true] {
                 // The first query takes the full path and prepares; the second, in another case, is replayed.
+                let before = hits();
                 let first = ask(&sock, 1, name, qtype, edns);
+                let between = hits();
                 let second = ask(&sock, 2, &name.to_uppercase(), qtype, edns);
+                // The counter is bumped before the reply is sent, so it is current once the reply is here.
+                let after = hits();
+                if !edns {
+                    assert_eq!(
+                        between, before,
+                        "{name} {qtype}: the first query is not a replay"
+                    );
+                }
+                assert_eq!(
+                    after,
+                    between + 1.0,
+                    "{name} {qtype} edns={edns}: the second reply came from the prepared table"
+                );
                 assert_eq!(first[2..12], second[2..12], "{name} {qtype}: header");
                 assert_eq!(
                     first.len(),
@@ -90,7 +112,7 @@ async fn replayed_answers_equal_the_full_path() {
                     second[12..],
                     "{name}: the second reply must echo the uppercase question"
                 );
-                prepared_seen += 1;
+                prepared_seen += (after - between) as usize;
             }
         }
         prepared_seen

@@ -57,7 +57,7 @@ fn query(id: u16, name: &str, qtype: u16, qclass: u16, edns: Option<(u16, u8, bo
     p
 }
 
-fn a(id: u16, name: &str) -> Vec<u8> {
+pub(crate) fn a(id: u16, name: &str) -> Vec<u8> {
     query(id, name, 1, CLASS_IN, Some((1232, 0, false)))
 }
 
@@ -118,7 +118,7 @@ fn opt_of(p: &[u8]) -> Option<Opt> {
     None
 }
 
-fn rcode(p: &[u8]) -> u8 {
+pub(crate) fn rcode(p: &[u8]) -> u8 {
     p[3] & 0x0F
 }
 
@@ -126,7 +126,7 @@ fn tc(p: &[u8]) -> bool {
     p[2] & 0x02 != 0
 }
 
-fn a_records(p: &[u8]) -> Vec<Ipv4Addr> {
+pub(crate) fn a_records(p: &[u8]) -> Vec<Ipv4Addr> {
     Message::from_vec(p)
         .expect("reply parses")
         .answers
@@ -139,7 +139,7 @@ fn a_records(p: &[u8]) -> Vec<Ipv4Addr> {
 }
 
 /// A UDP client socket on `from`.
-fn client(from: Ipv4Addr) -> UdpSocket {
+pub(crate) fn client(from: Ipv4Addr) -> UdpSocket {
     let s = UdpSocket::bind((from, 0)).expect("bind client");
     s.set_read_timeout(Some(Duration::from_secs(4)))
         .expect("timeout");
@@ -147,7 +147,7 @@ fn client(from: Ipv4Addr) -> UdpSocket {
 }
 
 /// Sends `packet` and returns the reply with the same id, or `None` after `wait`.
-fn ask_from(
+pub(crate) fn ask_from(
     sock: &UdpSocket,
     server: SocketAddr,
     packet: &[u8],
@@ -168,7 +168,7 @@ fn ask_from(
     }
 }
 
-fn ask(server: SocketAddr, packet: &[u8]) -> Vec<u8> {
+pub(crate) fn ask(server: SocketAddr, packet: &[u8]) -> Vec<u8> {
     ask_from(
         &client(Ipv4Addr::LOCALHOST),
         server,
@@ -178,7 +178,7 @@ fn ask(server: SocketAddr, packet: &[u8]) -> Vec<u8> {
     .expect("an answer over UDP")
 }
 
-fn tcp_ask(server: SocketAddr, packet: &[u8]) -> Vec<u8> {
+pub(crate) fn tcp_ask(server: SocketAddr, packet: &[u8]) -> Vec<u8> {
     let mut s = TcpStream::connect(server).expect("tcp connect");
     s.set_read_timeout(Some(Duration::from_secs(4)))
         .expect("timeout");
@@ -196,7 +196,7 @@ fn tcp_ask(server: SocketAddr, packet: &[u8]) -> Vec<u8> {
 // Servers.
 
 /// A lab VPC with a private hosted zone; `extra` is appended at the top level (YAML).
-fn lab_yaml(upstream: &str, extra: &str) -> String {
+pub(crate) fn lab_yaml(upstream: &str, extra: &str) -> String {
     format!(
         r#"version: 1
 region: us-east-1
@@ -268,11 +268,11 @@ impl Drop for InProcess {
 }
 
 /// The `vpc-resolver serve` binary, killed on Drop; stderr lines are collected.
-struct Spawned {
-    child: Child,
-    udp: SocketAddr,
-    tcp: SocketAddr,
-    metrics: Option<SocketAddr>,
+pub(crate) struct Spawned {
+    pub(crate) child: Child,
+    pub(crate) udp: SocketAddr,
+    pub(crate) tcp: SocketAddr,
+    pub(crate) metrics: Option<SocketAddr>,
     stderr: Arc<Mutex<Vec<String>>>,
 }
 
@@ -280,7 +280,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_vpc-resolver");
 
 impl Spawned {
     /// `prefix` wraps the binary (e.g. `prlimit --nofile=64:64`).
-    fn start(prefix: &[&str], args: &[&str]) -> Self {
+    pub(crate) fn start(prefix: &[&str], args: &[&str]) -> Self {
         let mut argv: Vec<&str> = prefix.to_vec();
         argv.push(BIN);
         argv.push("serve");
@@ -327,8 +327,8 @@ impl Spawned {
                 udp = a.parse().ok();
             } else if let Some(a) = line.strip_prefix("listening on tcp ") {
                 tcp = a.parse().ok();
-            } else if let Some(a) = line.strip_prefix("metrics on http://") {
-                metrics = a.trim_end_matches("/metrics").parse().ok();
+            } else if let Some(a) = line.strip_prefix("listening on http ") {
+                metrics = a.parse().ok();
             }
         }
         Self {
@@ -340,11 +340,11 @@ impl Spawned {
         }
     }
 
-    fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 
-    fn signal(&self, sig: &str) {
+    pub(crate) fn signal(&self, sig: &str) {
         let ok = Command::new("kill")
             .args([sig, &self.pid().to_string()])
             .status()
@@ -352,7 +352,7 @@ impl Spawned {
         assert!(ok.success());
     }
 
-    fn stderr_text(&self) -> String {
+    pub(crate) fn stderr_text(&self) -> String {
         self.stderr.lock().expect("lock").join("\n")
     }
 
@@ -372,13 +372,84 @@ impl Spawned {
         (fds, rss)
     }
 
+    /// Descriptors and RSS once the descriptor count has held still for half a second and `ok` accepts it
+    /// (bounded: after 30 s, whatever it is).
+    pub(crate) fn settled(&self, ok: impl Fn(usize) -> bool) -> (usize, u64) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut last = self.fds_and_rss();
+        let mut still = 0;
+        while Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(100));
+            let now = self.fds_and_rss();
+            still = if now.0 == last.0 { still + 1 } else { 0 };
+            last = now;
+            if still >= 5 && ok(last.0) {
+                break;
+            }
+        }
+        last
+    }
+
     /// User + system CPU time, in clock ticks (100 per second on Linux).
-    fn cpu_ticks(&self) -> u64 {
+    /// CPU ticks the process uses over the next `window`.
+    pub(crate) fn cpu_ticks_over(&self, window: Duration) -> u64 {
+        let before = self.cpu_ticks();
+        thread::sleep(window);
+        self.cpu_ticks() - before
+    }
+
+    pub(crate) fn cpu_ticks(&self) -> u64 {
         let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).expect("stat");
         // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
         let rest = &stat[stat.rfind(')').expect("comm") + 2..];
         let f: Vec<&str> = rest.split_whitespace().collect();
         f[11].parse::<u64>().expect("utime") + f[12].parse::<u64>().expect("stime")
+    }
+}
+
+impl Spawned {
+    /// The topology generation serving, from /readyz (`ready generation N`).
+    pub(crate) fn generation(&self) -> u64 {
+        let (status, body) = http_get(self.metrics.expect("started with --metrics"), "/readyz");
+        assert_eq!(status, 200, "/readyz: {body}");
+        body.trim()
+            .strip_prefix("ready generation ")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("/readyz body {body:?}"))
+    }
+
+    /// Waits (bounded) until generation `n` or a later one serves; returns the generation serving.
+    pub(crate) fn wait_generation(&self, n: u64) -> u64 {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let g = self.generation();
+            if g >= n {
+                return g;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "generation {n} did not serve (still {g}):\n{}",
+                self.stderr_text()
+            );
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Waits (bounded) until `/metrics` shows `prefix` at `at_least` or more.
+    pub(crate) fn wait_metric(&self, prefix: &str, at_least: f64) {
+        let m = self.metrics.expect("started with --metrics");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let (_, body) = http_get(m, "/metrics");
+            if metric(&body, prefix) >= at_least {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{prefix} never reached {at_least}:\n{body}"
+            );
+            thread::sleep(Duration::from_millis(10));
+        }
     }
 }
 
@@ -389,7 +460,7 @@ impl Drop for Spawned {
     }
 }
 
-fn temp_dir(kind: &str) -> PathBuf {
+pub(crate) fn temp_dir(kind: &str) -> PathBuf {
     static N: AtomicUsize = AtomicUsize::new(0);
     let dir = std::env::temp_dir().join(format!(
         "vpc-resolver-robust-{kind}-{}-{}",
@@ -402,13 +473,13 @@ fn temp_dir(kind: &str) -> PathBuf {
 }
 
 /// Replaces `path` atomically (write + rename), as a ConfigMap update or an editor does.
-fn write_atomically(path: &Path, text: &str) {
+pub(crate) fn write_atomically(path: &Path, text: &str) {
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, text).expect("write");
     std::fs::rename(&tmp, path).expect("rename");
 }
 
-fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+pub(crate) fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     let mut s = TcpStream::connect(addr).expect("connect metrics");
     s.set_read_timeout(Some(Duration::from_secs(3)))
         .expect("timeout");
@@ -487,7 +558,24 @@ impl Rng {
 /// other nor measure each other.
 static SERIAL: Mutex<()> = Mutex::new(());
 
-fn serial() -> std::sync::MutexGuard<'static, ()> {
+/// How much slower than the unloaded median a median under attack may be. The attacks here would otherwise cost
+/// orders of magnitude (a starved socket waits for a timeout); a factor leaves room for a busy machine.
+pub(crate) const SLOWDOWN: u32 = 20;
+
+/// The median of 21 timings of `f` (given the round number).
+pub(crate) fn median_time(mut f: impl FnMut(u16)) -> Duration {
+    let mut times: Vec<Duration> = (0..21u16)
+        .map(|i| {
+            let started = Instant::now();
+            f(i);
+            started.elapsed()
+        })
+        .collect();
+    times.sort();
+    times[times.len() / 2]
+}
+
+pub(crate) fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -989,12 +1077,58 @@ fn malformed_tcp_messages_are_survived() {
     assert_eq!(a_records(&reply), [Ipv4Addr::new(10, 0, 1, 100)]);
 }
 
+/// A private zone with a chain of `n` CNAMEs: c0 -> c1 -> ... -> c{n} (an A record).
+fn cname_chain(n: usize) -> String {
+    let mut zone = String::from("  - name: chain.internal\n    records:\n");
+    for i in 0..n {
+        zone.push_str(&format!(
+            "      - {{ name: c{i}, type: CNAME, value: c{}.chain.internal. }}\n",
+            i + 1
+        ));
+    }
+    zone.push_str(&format!(
+        "      - {{ name: c{n}, type: A, values: [10.0.8.8] }}\n"
+    ));
+    zone
+}
+
+#[test]
+fn cname_chain_too_long_is_servfail_and_one_within_bounds_answers() {
+    let _serial = serial();
+    let long = lab_yaml("", "").replace(
+        "hosted_zones:\n",
+        &format!("hosted_zones:\n{}", cname_chain(12)),
+    );
+    let srv = InProcess::start(&long, |_| {});
+    // From c4 the chain has 8 CNAMEs: within bounds, the whole chain and the address.
+    let ok = Message::from_vec(&ask(srv.udp(), &a(1, "c4.chain.internal"))).expect("parses");
+    assert_eq!(ok.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(
+        a_records(&ok.to_vec().expect("encode")),
+        [Ipv4Addr::new(10, 0, 8, 8)]
+    );
+    // From c0, 12 CNAMEs: SERVFAIL, over UDP and TCP.
+    let udp = ask(srv.udp(), &a(2, "c0.chain.internal"));
+    assert_eq!(rcode(&udp), ResponseCode::ServFail.low(), "UDP");
+    let tcp = tcp_ask(srv.tcp(), &a(3, "c0.chain.internal"));
+    assert_eq!(rcode(&tcp), ResponseCode::ServFail.low(), "TCP");
+    assert!(a_records(&udp).is_empty());
+}
+
 #[test]
 fn slowloris_does_not_starve_udp_or_new_tcp_clients() {
     let _serial = serial();
     // 600 connections that each send one byte and stall, against the default bound of 512.
     let srv = InProcess::start(&lab_yaml("", ""), |c| {
         assert_eq!(c.max_tcp_connections, 512)
+    });
+    let unloaded_udp = median_time(|i| {
+        let reply = ask(srv.udp(), &a(i, "db.lab.internal"));
+        assert_eq!(a_records(&reply), [Ipv4Addr::new(10, 0, 1, 100)]);
+    });
+    let unloaded_tcp = median_time(|i| {
+        let reply = tcp_ask(srv.tcp(), &a(i, "db.lab.internal"));
+        assert_eq!(a_records(&reply), [Ipv4Addr::new(10, 0, 1, 100)]);
     });
     let mut slow = Vec::new();
     for _ in 0..600 {
@@ -1006,22 +1140,25 @@ fn slowloris_does_not_starve_udp_or_new_tcp_clients() {
             Err(e) => panic!("connect {}: {e}", slow.len()),
         }
     }
-    thread::sleep(Duration::from_millis(300));
-    let started = Instant::now();
-    let reply = ask(srv.udp(), &a(1, "db.lab.internal"));
-    assert_eq!(a_records(&reply), [Ipv4Addr::new(10, 0, 1, 100)]);
-    let udp_time = started.elapsed();
-    let started = Instant::now();
-    let reply = tcp_ask(srv.tcp(), &a(2, "db.lab.internal"));
-    let tcp_time = started.elapsed();
-    assert_eq!(a_records(&reply), [Ipv4Addr::new(10, 0, 1, 100)]);
-    assert!(
-        udp_time < Duration::from_millis(200),
-        "UDP took {udp_time:?}"
+    let udp_time = median_time(|i| {
+        let reply = ask(srv.udp(), &a(i, "db.lab.internal"));
+        assert_eq!(a_records(&reply), [Ipv4Addr::new(10, 0, 1, 100)]);
+    });
+    // Past the bound, a fresh connection waits for the oldest idle one to be reclaimed: slower, but answered.
+    let tcp_time = median_time(|i| {
+        let reply = tcp_ask(srv.tcp(), &a(i, "db.lab.internal"));
+        assert_eq!(a_records(&reply), [Ipv4Addr::new(10, 0, 1, 100)]);
+    });
+    eprintln!(
+        "medians: udp {unloaded_udp:?} -> {udp_time:?}, tcp {unloaded_tcp:?} -> {tcp_time:?} with 600 stalled"
     );
     assert!(
-        tcp_time < Duration::from_secs(1),
-        "a fresh TCP query took {tcp_time:?}"
+        udp_time <= unloaded_udp * SLOWDOWN,
+        "UDP median {udp_time:?}, unloaded {unloaded_udp:?}"
+    );
+    assert!(
+        tcp_time <= unloaded_tcp * SLOWDOWN,
+        "fresh TCP median {tcp_time:?}, unloaded {unloaded_tcp:?}"
     );
     drop(slow);
 }
@@ -1049,9 +1186,11 @@ fn idle_tcp_connections_are_closed() {
     let n = s.read(&mut rest).expect("EOF, not a timeout");
     assert_eq!(n, 0, "closed by the server");
     let waited = started.elapsed();
+    // The timer starts when the server sends the reply, a little before we read it: allow a fifth early.
+    let idle = Duration::from_millis(300);
     assert!(
-        waited >= Duration::from_millis(250) && waited < Duration::from_millis(1500),
-        "closed after {waited:?}"
+        waited >= idle * 4 / 5 && waited < idle * 10,
+        "closed after {waited:?} with an idle timeout of {idle:?}"
     );
 }
 
@@ -1059,8 +1198,7 @@ fn idle_tcp_connections_are_closed() {
 fn running_out_of_descriptors_backs_off_instead_of_spinning() {
     let _serial = serial();
     if Command::new("prlimit").arg("--version").output().is_err() {
-        eprintln!("SKIPPED: prlimit (util-linux) not installed");
-        return;
+        return crate::prereq::missing("prlimit", "apt-get install util-linux");
     }
     let dir = temp_dir("nofile");
     let file = dir.join("lab.yaml");
@@ -1069,6 +1207,8 @@ fn running_out_of_descriptors_backs_off_instead_of_spinning() {
         &["prlimit", "--nofile=64:64"],
         &[file.to_str().expect("utf-8")],
     );
+    let window = Duration::from_secs(2);
+    let baseline = srv.cpu_ticks_over(window);
     // Far more connections than the server has descriptors; they queue in the backlog.
     let mut conns = Vec::new();
     for _ in 0..300 {
@@ -1077,15 +1217,14 @@ fn running_out_of_descriptors_backs_off_instead_of_spinning() {
         }
     }
     assert!(conns.len() >= 100, "only {} connections", conns.len());
-    thread::sleep(Duration::from_millis(300));
-    let before = srv.cpu_ticks();
-    let started = Instant::now();
-    thread::sleep(Duration::from_secs(2));
-    let used = (srv.cpu_ticks() - before) as f64 / 100.0 / started.elapsed().as_secs_f64();
+    let used = srv.cpu_ticks_over(window);
+    // A server spinning on accept would burn the whole window (200 ticks of one core in 2 s); backing off costs a
+    // little more than idling.
+    let spin = window.as_secs_f64() * 100.0;
+    eprintln!("cpu ticks over {window:?}: idle {baseline}, out of descriptors {used}");
     assert!(
-        used < 0.3,
-        "the server used {:.0}% of a core while out of descriptors",
-        used * 100.0
+        (used as f64) < baseline as f64 + spin / 4.0,
+        "{used} ticks out of descriptors vs {baseline} idle over {window:?}"
     );
     assert!(
         srv.stderr_text().contains("tcp accept failed"),
@@ -1112,8 +1251,10 @@ fn dead_upstream_servfails_in_time_with_few_packets_then_fast() {
         opt_of(&reply).and_then(|o| o.ede).is_some(),
         "SERVFAIL carries an EDE"
     );
-    assert!(took < Duration::from_secs(3), "took {took:?}");
-    thread::sleep(Duration::from_millis(100));
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while hole.packets() == 0 && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(5));
+    }
     assert!(
         (1..=3).contains(&hole.packets()),
         "{} packets for one query",
@@ -1126,8 +1267,8 @@ fn dead_upstream_servfails_in_time_with_few_packets_then_fast() {
         let reply = ask(srv.udp(), &a(2 + i, &format!("n{i}.example.com")));
         assert_eq!(rcode(&reply), ResponseCode::ServFail.low());
         assert!(
-            started.elapsed() < Duration::from_millis(100),
-            "held down: {:?}",
+            started.elapsed() * 4 < took,
+            "held down: {:?}, the first (timed out) {took:?}",
             started.elapsed()
         );
     }
@@ -1141,26 +1282,42 @@ fn local_answers_stay_fast_while_upstreams_are_dead() {
     let srv = InProcess::start(&lab_yaml(&format!("\"{}\"", hole.addr), ""), |_| {});
     let flood = client(Ipv4Addr::LOCALHOST);
     let local = client(Ipv4Addr::LOCALHOST);
-    let mut worst = Duration::ZERO;
-    for round in 0..20u16 {
+    // One round: a burst of 100 queries, then the local question behind it. The baseline burst is answered
+    // locally (NXDOMAIN); the measured one needs the dead upstream. Local answers must not wait for it: the
+    // second costs about what the first does, where waiting would cost the upstream timeout.
+    let round = |id: u16, burst: &dyn Fn(u16) -> String| {
         for i in 0..100u16 {
-            let _ = flood.send_to(&a(i, &format!("r{round}-{i}.example.com")), srv.udp());
+            let _ = flood.send_to(&a(i, &burst(i)), srv.udp());
         }
         let started = Instant::now();
         let reply = ask_from(
             &local,
             srv.udp(),
-            &a(60000 + round, "db.lab.internal"),
+            &a(id, "db.lab.internal"),
             Duration::from_secs(2),
         )
         .expect("local answer");
-        worst = worst.max(started.elapsed());
         assert_eq!(a_records(&reply), [Ipv4Addr::new(10, 0, 1, 100)]);
+        started.elapsed()
+    };
+    let median = |rounds: &dyn Fn(u16) -> Duration| {
+        let mut t: Vec<Duration> = (0..21u16).map(rounds).collect();
+        t.sort();
+        t[t.len() / 2]
+    };
+    let unloaded = median(&|r| round(50000 + r, &|i| format!("r{r}-{i}.lab.internal")));
+    let during = median(&|r| {
+        let t = round(60000 + r, &|i| format!("r{r}-{i}.example.com"));
+        // Pacing, so each round's forwards are in flight when the next local question arrives.
         thread::sleep(Duration::from_millis(20));
-    }
+        t
+    });
+    eprintln!(
+        "local answer medians behind a burst: local burst {unloaded:?}, dead-upstream burst {during:?}"
+    );
     assert!(
-        worst < Duration::from_millis(50),
-        "worst local answer {worst:?}"
+        during <= unloaded * 4,
+        "median local answer {during:?} behind forwards to a dead upstream, {unloaded:?} behind local ones"
     );
 }
 
@@ -1183,13 +1340,12 @@ fn memory_and_sockets_stay_flat_under_a_flood_to_a_dead_target() {
     };
     // Warm up (runtime threads, buffers), then measure across a 20,000-name flood.
     send_round(0);
-    thread::sleep(Duration::from_secs(3));
-    let (fds0, rss0) = srv.fds_and_rss();
+    let (fds0, rss0) = srv.settled(|_| true);
     for round in 1..=4 {
         send_round(round);
     }
-    thread::sleep(Duration::from_secs(3));
-    let (fds1, rss1) = srv.fds_and_rss();
+    // Forwards to the dead target end at their deadline; on a busy machine that takes a while after the flood.
+    let (fds1, rss1) = srv.settled(|fds| fds <= fds0 + 4);
     eprintln!("fds {fds0} -> {fds1}, VmRSS {rss0} kB -> {rss1} kB");
     assert!(fds1 <= fds0 + 4, "descriptors grew from {fds0} to {fds1}");
     assert!(
@@ -1228,7 +1384,7 @@ fn serves_stale_when_the_upstream_dies() {
 // Reloads, metrics, health, draining, logs.
 
 /// Version `n` answers `pair.internal` with 10.0.n.1 and 10.0.n.2 (one change touching two values).
-fn versioned(n: u8) -> String {
+pub(crate) fn versioned(n: u8) -> String {
     lab_yaml(
         "",
         &format!(
@@ -1265,7 +1421,10 @@ fn reload_under_load_loses_nothing_and_never_mixes() {
         "the broken topology has errors"
     );
 
-    let srv = Spawned::start(&[], &[file.to_str().expect("utf-8")]);
+    let srv = Spawned::start(
+        &[],
+        &[file.to_str().expect("utf-8"), "--metrics", "127.0.0.1:0"],
+    );
     let stop = Arc::new(AtomicBool::new(false));
     let server = srv.udp;
     let load = {
@@ -1301,16 +1460,25 @@ fn reload_under_load_loses_nothing_and_never_mixes() {
             (sent, lost, versions)
         })
     };
+    // Each reload is waited for (its generation serves, or the failure is counted) before the next, so every
+    // SIGHUP is its own load and exactly five are rejected.
+    let mut failed = 0.0;
     for round in 0..10u8 {
-        thread::sleep(Duration::from_millis(250));
         if round % 2 == 0 {
-            write_atomically(&file, &versioned(2 + round / 2));
+            let version = 2 + round / 2;
+            write_atomically(&file, &versioned(version));
+            let before = srv.generation();
+            srv.signal("-HUP");
+            srv.wait_generation(before + 1);
+            let now = ask(srv.udp, &a(u16::from(round), "pair.internal"));
+            assert_eq!(a_records(&now)[0].octets()[2], version);
         } else {
             write_atomically(&file, broken);
+            srv.signal("-HUP");
+            failed += 1.0;
+            srv.wait_metric("vpc_resolver_reloads_total{result=\"failed\"}", failed);
         }
-        srv.signal("-HUP");
     }
-    thread::sleep(Duration::from_millis(500));
     stop.store(true, Ordering::Relaxed);
     let (sent, lost, versions) = load.join().expect("load thread");
     eprintln!("reload under load: {sent} sent, {lost} lost, versions seen {versions:?}");
@@ -1346,9 +1514,7 @@ fn watch_notices_a_symlink_swap() {
         a_records(&ask(srv.udp, &a(1, "pair.internal")))[0].octets()[2],
         1
     );
-    // Make sure the modification times differ even on coarse-grained filesystems.
-    thread::sleep(Duration::from_millis(1100));
-    std::fs::write(dir.join("v2/topology.yaml"), versioned(2)).expect("touch");
+    // No pause before the swap: the watcher compares inode, length and content, not modification times.
     std::os::unix::fs::symlink("v2", dir.join("..data_tmp")).expect("symlink");
     std::fs::rename(dir.join("..data_tmp"), dir.join("..data")).expect("swap");
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -1362,7 +1528,7 @@ fn watch_notices_a_symlink_swap() {
     }
 }
 
-fn metric(body: &str, prefix: &str) -> f64 {
+pub(crate) fn metric(body: &str, prefix: &str) -> f64 {
     body.lines()
         .filter(|l| l.starts_with(prefix))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
@@ -1377,14 +1543,21 @@ fn metrics_health_readiness_and_draining_on_sigterm() {
         answer: [192, 0, 2, 9],
         ..FakeBehaviour::default()
     });
+    // The fake answers one query at a time, so the query in flight at SIGTERM gets a fake of its own.
+    let slow_inflight = Fake::start(FakeBehaviour {
+        delay: Duration::from_millis(1500),
+        answer: [192, 0, 2, 9],
+        ..FakeBehaviour::default()
+    });
     let hole = CountingHole::start();
     let dir = temp_dir("metrics");
     let file = dir.join("lab.yaml");
     let yaml = lab_yaml(
         &format!("\"{}\"", slow.addr()),
         &format!(
-            "resolver:\n  rules:\n    - {{ domain: dead.example, targets: [\"{}\"] }}\nrate_limit: {{ responses_per_second: 1000 }}\nallow: [127.0.0.1/32]\n",
-            hole.addr
+            "resolver:\n  rules:\n    - {{ domain: dead.example, targets: [\"{}\"] }}\n    - {{ domain: inflight.example, targets: [\"{}\"] }}\nrate_limit: {{ responses_per_second: 1000 }}\nallow: [127.0.0.1/32]\n",
+            hole.addr,
+            slow_inflight.addr()
         ),
     );
     std::fs::write(&file, yaml).expect("write");
@@ -1422,7 +1595,7 @@ fn metrics_health_readiness_and_draining_on_sigterm() {
     .expect("refused");
     assert_eq!(rcode(&refused), ResponseCode::Refused.low());
     srv.signal("-HUP");
-    thread::sleep(Duration::from_millis(500));
+    srv.wait_generation(2);
     let (status, body) = http_get(m, "/metrics");
     assert_eq!(status, 200);
     for (prefix, at_least) in [
@@ -1480,18 +1653,32 @@ fn metrics_health_readiness_and_draining_on_sigterm() {
 
     // A forwarded query in flight (the upstream takes 1.5 s), then SIGTERM: not ready, the answer still
     // arrives, and the process exits 0.
+    let upstream_queries = format!(
+        "vpc_resolver_upstream_queries_total{{target=\"{}\"}}",
+        slow_inflight.addr()
+    );
+    let sent_before = metric(&body, &upstream_queries);
     let sock = client(Ipv4Addr::LOCALHOST);
-    sock.send_to(&a(9, "inflight.example.com"), srv.udp)
+    sock.send_to(&a(9, "x.inflight.example"), srv.udp)
         .expect("send");
-    thread::sleep(Duration::from_millis(200));
+    srv.wait_metric(&upstream_queries, sent_before + 1.0);
     srv.signal("-TERM");
-    thread::sleep(Duration::from_millis(200));
-    assert_eq!(http_get(m, "/readyz").0, 503, "not ready while draining");
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while http_get(m, "/readyz").0 != 503 {
+        assert!(Instant::now() < deadline, "not ready while draining");
+        thread::sleep(Duration::from_millis(10));
+    }
     let mut buf = [0u8; 1500];
     let (n, _) = sock
         .recv_from(&mut buf)
         .expect("the in-flight answer arrives");
-    assert_eq!(a_records(&buf[..n]), [Ipv4Addr::new(192, 0, 2, 9)]);
+    assert_eq!(
+        a_records(&buf[..n]),
+        [Ipv4Addr::new(192, 0, 2, 9)],
+        "rcode {}:\n{}",
+        rcode(&buf[..n]),
+        srv.stderr_text()
+    );
     let mut srv = srv;
     let deadline = Instant::now() + Duration::from_secs(5);
     let status = loop {
@@ -1510,13 +1697,20 @@ fn json_query_log_has_the_fields() {
     let srv = Spawned::start(&[], &["--log-format", "json"]);
     ask(srv.udp, &a(1, "db.lab.internal"));
     ask(srv.udp, &a(2, "ec2.us-east-1.amazonaws.com"));
-    thread::sleep(Duration::from_millis(300));
-    let lines = srv.stderr.lock().expect("lock").clone();
-    let events: Vec<serde_json::Value> = lines
-        .iter()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|v| v["target"] == "vpc_resolver::query")
-        .collect();
+    // The log line is written before the reply is sent, but read from the pipe by another thread: poll for it.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let (lines, events) = loop {
+        let lines = srv.stderr.lock().expect("lock").clone();
+        let events: Vec<serde_json::Value> = lines
+            .iter()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["target"] == "vpc_resolver::query")
+            .collect();
+        if events.len() >= 2 || Instant::now() > deadline {
+            break (lines, events);
+        }
+        thread::sleep(Duration::from_millis(10));
+    };
     assert_eq!(events.len(), 2, "{lines:#?}");
     let ec2 = events
         .iter()
@@ -1531,7 +1725,10 @@ fn json_query_log_has_the_fields() {
         "the lab VPC's view: {ec2}"
     );
     assert_eq!(ec2["qtype"], "A");
-    assert_eq!(ec2["rcode"], "No Error");
+    assert_eq!(
+        ec2["rcode"], "NOERROR",
+        "rcode mnemonics, as dig prints them"
+    );
     assert!(
         ec2["decided_by"]
             .as_str()

@@ -614,7 +614,12 @@ fn dead_upstream_gives_servfail_within_3s() {
                     .ok()
             })
             .unwrap_or(took.as_millis() as u64);
-        assert!(query_ms < 3000, "{proto}: SERVFAIL after {query_ms} ms");
+        // Bounded by the forwarder's own deadline (with room for a busy machine), well before dig gives up.
+        let deadline = vpc_resolver::upstream::ForwarderConfig::default().deadline;
+        assert!(
+            u128::from(query_ms) < deadline.as_millis() * 2,
+            "{proto}: SERVFAIL after {query_ms} ms, the forwarder's deadline is {deadline:?}"
+        );
         // Local names still answer while the upstream is dead.
         let d = dig(addr, &[proto, "db.lab.internal", "A"]);
         assert_eq!(d.data("A"), vec!["10.0.1.100".to_string()], "{}", d.raw);
@@ -693,15 +698,14 @@ fn hickory_resolver_client() {
     }
 }
 
-/// dnspython over UDP and TCP; skipped (not passed) when the module is not installed.
+/// dnspython over UDP and TCP (a failure in CI when the module is not installed).
 #[test]
 fn dnspython_client() {
     let probe = Command::new("python3")
         .args(["-c", "import dns.message, dns.query"])
         .output();
     if !probe.is_ok_and(|o| o.status.success()) {
-        eprintln!("SKIPPED: dnspython not importable (pip install dnspython)");
-        return;
+        return crate::prereq::missing("dnspython", "pip install -r tests/requirements.txt");
     }
     let topo = topology::default_topology().expect("default topology");
     let (enis, _, _) = endpoint_facts(&topo, "ec2");
