@@ -70,11 +70,23 @@ fn limit(query: &Query<'_>, protocol: Protocol) -> usize {
     }
 }
 
-/// Buffers the hot path reuses from query to query (one set per socket task).
+/// Buffers the hot path reuses from query to query (one set per socket task), and the forwarder whose cache it
+/// may answer from (none: forwarded questions always go through `forward`).
 #[derive(Default)]
 pub(crate) struct Scratch {
     lower: Vec<u8>,
     key: Vec<u8>,
+    cache_key: Vec<u8>,
+    forwarder: Option<Forwarder>,
+}
+
+impl Scratch {
+    pub(crate) fn with_forwarder(forwarder: Forwarder) -> Self {
+        Self {
+            forwarder: Some(forwarder),
+            ..Self::default()
+        }
+    }
 }
 
 /// Handles one request; writes a reply into `out` unless it returns `Drop` or `Forward`.
@@ -121,6 +133,34 @@ pub(crate) fn handle(
                     started.elapsed(),
                 );
                 return Handled::Reply;
+            }
+            if let Some(forwarder) = &scratch.forwarder {
+                // A forwarded question seen before: its route is known, and the cache may hold the answer.
+                let done =
+                    snap.forwards
+                        .with(view, peek.qtype, &scratch.lower, &mut scratch.key, |fwd| {
+                            forwarder
+                                .answer_from_cache(
+                                    &fwd.route,
+                                    packet,
+                                    peek,
+                                    &scratch.lower,
+                                    limit,
+                                    &mut scratch.cache_key,
+                                    out,
+                                )
+                                .then_some(fwd.kind)
+                        });
+                if let Some(Some(kind)) = done {
+                    snap.metrics.answered(
+                        snap.view_name(view),
+                        kind,
+                        reply_rcode(out),
+                        protocol,
+                        started.elapsed(),
+                    );
+                    return Handled::Reply;
+                }
             }
         }
     }
@@ -263,6 +303,7 @@ pub(crate) fn handle(
             );
         }
     }
+    let fixed = decision.fixed;
     let Decision {
         view,
         outcome,
@@ -336,6 +377,44 @@ pub(crate) fn handle(
                 return Handled::Reply;
             }
             let route = snap.route(rule.as_deref(), &targets, source);
+            // Only a question forwarded as asked (no local CNAME in front) can be replayed from the cache alone.
+            if let (Some(peek), Some(forwarder)) = (&peek, &scratch.forwarder)
+                && fixed
+                && answers.is_empty()
+                && name == query.name
+            {
+                let view_key = snap.resolver.view_key(client);
+                let kind = KINDS
+                    .iter()
+                    .copied()
+                    .find(|k| *k == kind_of(&decided_by))
+                    .unwrap_or("other");
+                snap.forwards.insert(
+                    view_key,
+                    peek.qtype,
+                    &scratch.lower,
+                    super::answers::Forwarded {
+                        route: route.clone(),
+                        kind,
+                    },
+                );
+                let limit = limit(&query, protocol);
+                if forwarder.answer_from_cache(
+                    &route,
+                    packet,
+                    peek,
+                    &scratch.lower,
+                    limit,
+                    &mut scratch.cache_key,
+                    out,
+                ) {
+                    let rcode = reply_rcode(out);
+                    snap.metrics
+                        .answered(&view.name, kind, rcode, protocol, started.elapsed());
+                    log(&view.name, &decided_by, rcode);
+                    return Handled::Reply;
+                }
+            }
             Handled::Forward(Box::new(ForwardJob {
                 packet: packet.to_vec(),
                 route,
@@ -349,6 +428,11 @@ pub(crate) fn handle(
             }))
         }
     }
+}
+
+/// The rcode of an encoded reply (cached answers are NOERROR or NXDOMAIN: no extended bits).
+fn reply_rcode(out: &[u8]) -> ResponseCode {
+    ResponseCode::from_low(out.get(3).map_or(0, |b| b & 0x0F))
 }
 
 /// An empty reply with TC=1 for a rate-limited client (RRL slip); `false` if the packet is no query.

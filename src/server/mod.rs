@@ -123,6 +123,8 @@ pub enum ServeError {
 pub(crate) struct Snapshot {
     pub(crate) resolver: Resolver,
     pub(crate) answers: answers::Answers,
+    /// Routes of forwarded questions with a fixed decision (the forwarder's cache answers them).
+    pub(crate) forwards: answers::Answers<answers::Forwarded>,
     /// View names, for metrics on the hot path.
     view_names: HashMap<crate::resolve::ViewKey, String>,
     allow: Vec<IpNet>,
@@ -206,6 +208,7 @@ impl Snapshot {
         let rate_limit = cfg.rate_limit.clone().or_else(|| topo.rate_limit.clone());
         let resolver = Resolver::new(topo);
         let answers = answers::Answers::new();
+        let forwards = answers::Answers::new();
         let view_names = resolver
             .view_keys()
             .into_iter()
@@ -214,6 +217,7 @@ impl Snapshot {
         Ok(Self {
             resolver,
             answers,
+            forwards,
             view_names,
             allow,
             rate_limit,
@@ -701,7 +705,7 @@ async fn udp_loop(sock: Arc<UdpSocket>, shared: Arc<Shared>) {
     let mut shutdown = shared.shutdown.subscribe();
     let mut buf = vec![0u8; 65535];
     let mut out = Vec::with_capacity(1232);
-    let mut scratch = handler::Scratch::default();
+    let mut scratch = handler::Scratch::with_forwarder(shared.forwarder.clone());
     loop {
         let (n, src) = tokio::select! {
             r = sock.recv_from(&mut buf) => match r {
@@ -883,7 +887,7 @@ async fn tcp_conn(
     let idle = shared.config.tcp_idle;
     let mut buf = Vec::with_capacity(512);
     let mut out = Vec::with_capacity(512);
-    let mut scratch = handler::Scratch::default();
+    let mut scratch = handler::Scratch::with_forwarder(shared.forwarder.clone());
     loop {
         shared.tcp.set_idle(id, true);
         let mut len = [0u8; 2];
