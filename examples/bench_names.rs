@@ -2,7 +2,8 @@
 //! suffixes and ENI placement are the ones the server derives, not re-guessed in a script).
 //!
 //! `cargo run --release --example bench_names [TOPOLOGY]...` (no TOPOLOGY: the embedded default). Prints one
-//! tab-separated line per item, for the first VPC of the topology:
+//! tab-separated line per item, for the VPC whose view loopback clients get (the one listing 127.0.0.1 among its
+//! `clients`; else the first):
 //! `zone NAME` (a zone the server answers locally in that VPC's view), then `WORKLOAD NAME TYPE` with WORKLOAD one
 //! of `private`, `nxdomain`, `nodata`, `vpce`, `phz`.
 
@@ -36,13 +37,18 @@ fn fqdn(name: &str) -> String {
 }
 
 fn names(t: &Topology) -> String {
-    const VPC: usize = 0;
+    let loopback: std::net::IpAddr = std::net::Ipv4Addr::LOCALHOST.into();
+    let vpc = t
+        .vpcs
+        .iter()
+        .position(|v| v.clients.iter().any(|c| c.contains(&loopback)))
+        .unwrap_or(0);
     let mut zones = BTreeSet::new();
     let mut lines = Vec::new();
     for e in t
         .endpoints
         .iter()
-        .filter(|e| e.vpc == VPC && e.kind == EndpointKind::Interface)
+        .filter(|e| e.vpc == vpc && e.kind == EndpointKind::Interface)
     {
         let domain = catalog::vpce_domain(&e.service.endpoint_service_id, &t.region);
         zones.insert(fqdn(&domain));
@@ -72,7 +78,7 @@ fn names(t: &Topology) -> String {
             lines.push(format!("nxdomain\tnx-bench.{}\tA", fqdn(dns_name)));
         }
     }
-    for z in t.hosted_zones.iter().filter(|z| z.vpcs.contains(&VPC)) {
+    for z in t.hosted_zones.iter().filter(|z| z.vpcs.contains(&vpc)) {
         let zone = fqdn(&z.name.to_string());
         zones.insert(zone.clone());
         for r in &z.records {
