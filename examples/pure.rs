@@ -24,6 +24,7 @@ endpoints:
       - { subnet: subnet-0bbb000000000000b, ip: 10.0.2.25 }
 hosted_zones:
   - { name: corp.internal, records: [ { name: db, type: A, value: 10.0.1.100 } ] }
+allow: [203.0.113.0/24]   # the internet client below may ask (no source outside the VPC may, unless listed)
 ";
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

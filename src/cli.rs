@@ -1,4 +1,5 @@
 //! The command line: `serve`, `check`, `explain`, `services`, `schema`. The only module that prints to stdout.
+#![allow(clippy::print_stdout)]
 
 use std::io::Write as _;
 use std::net::{IpAddr, SocketAddr};
@@ -12,8 +13,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 use hickory_proto::rr::{Name, RecordType};
 use ipnet::IpNet;
 use vpc_resolver::catalog::Catalog;
+use vpc_resolver::engine::{Client, Engine, Options};
 use vpc_resolver::explain;
-use vpc_resolver::resolve::{Client, Resolver};
 use vpc_resolver::server::{Server, ServerConfig, TopologySource};
 use vpc_resolver::topology::{self, LoadError, RateLimit, Upstream};
 
@@ -90,6 +91,12 @@ enum Command {
         /// The local address the query arrives on (a VPC resolver or inbound endpoint address).
         #[arg(long)]
         to: Option<IpAddr>,
+        /// As `serve --allow`: more source networks that may ask.
+        #[arg(long)]
+        allow: Vec<IpNet>,
+        /// As `serve --default-view`.
+        #[arg(long)]
+        default_view: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -142,26 +149,11 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             metrics,
         } => {
             init_tracing(log_format);
-            let source = if topology.is_empty() {
-                TopologySource::Embedded
-            } else {
-                TopologySource::Files(topology)
-            };
-            let upstream = if upstream.is_empty() {
-                None
-            } else {
-                Some(
-                    upstream
-                        .iter()
-                        .map(|u| parse_upstream(u))
-                        .collect::<anyhow::Result<Vec<_>>>()?,
-                )
-            };
             let config = ServerConfig {
-                source,
+                source: topology_source(topology),
                 listen,
                 listen_topology,
-                upstream,
+                upstream: parse_upstreams(&upstream)?,
                 default_view,
                 allow,
                 rate_limit: rate_limit.map(RateLimit::new),
@@ -176,90 +168,28 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .context("starting the runtime")?;
             runtime.block_on(serve(config))
         }
-        Command::Check { topology } => match topology::load(&topology) {
-            Ok(t) => {
-                println!("ok: {}", t.summary());
-                Ok(ExitCode::SUCCESS)
-            }
-            Err(LoadError::Invalid(diags)) => {
-                for d in &diags.0 {
-                    println!("{d}");
-                }
-                eprintln!("{} problem(s) found", diags.0.len());
-                Ok(ExitCode::from(1))
-            }
-            Err(e) => Err(e.into()),
-        },
+        Command::Check { topology } => check(&topology),
         Command::Explain {
             name,
             rest,
             from,
             to,
+            allow,
+            default_view,
             json,
         } => {
-            let mut rest = rest.into_iter().peekable();
-            let qtype = match rest.peek() {
-                Some(t)
-                    if RecordType::from_str(&t.to_uppercase()).is_ok()
-                        && !std::path::Path::new(t).exists() =>
-                {
-                    rest.next().unwrap_or_default()
-                }
-                _ => "A".to_string(),
-            };
-            let topology: Vec<PathBuf> = rest.map(PathBuf::from).collect();
-            let topo = if topology.is_empty() {
-                topology::default_topology().map_err(LoadError::Invalid)?
-            } else {
-                topology::load(&topology)?
-            };
-            let resolver = Resolver::new(topo);
-            let qname =
-                Name::from_str(&name).with_context(|| format!("`{name}` is not a domain name"))?;
-            let qtype = RecordType::from_str(&qtype.to_uppercase())
-                .map_err(|_| anyhow::anyhow!("`{qtype}` is not a record type"))?;
             let client = Client {
                 src: from,
                 local: to,
             };
-            let decision = resolver.resolve(client, &qname, qtype);
-            let explanation = explain::explain(&resolver, client, &qname, qtype, &decision);
-            if json {
-                println!("{}", serde_json::to_string_pretty(&explanation)?);
-            } else {
-                print!("{}", explanation.render());
-            }
-            Ok(ExitCode::SUCCESS)
+            let options = Options {
+                allow,
+                default_view,
+                ..Options::default()
+            };
+            explain_cmd(&name, rest, client, &options, json)
         }
-        Command::Services { region, filter } => {
-            if !vpc_resolver::catalog::is_known_region(&region) {
-                bail!("unknown region `{region}`");
-            }
-            let mut out = std::io::stdout().lock();
-            for s in Catalog::embedded().list(&region, filter.as_deref()) {
-                let types = match (s.interface, s.gateway) {
-                    (true, true) => "interface,gateway",
-                    (false, true) => "gateway",
-                    _ => "interface",
-                };
-                let names = if s.private_dns_names.is_empty() {
-                    "-".to_string()
-                } else {
-                    s.private_dns_names.join(",")
-                };
-                // A closed pipe (`| head`) ends the listing quietly.
-                if writeln!(
-                    out,
-                    "{}\t{}\t{}\tvpce: {}\tevidence: {:?}",
-                    s.name, names, types, s.endpoint_service_id, s.evidence
-                )
-                .is_err()
-                {
-                    break;
-                }
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Services { region, filter } => services(&region, filter.as_deref()),
         Command::Schema => {
             println!("{}", serde_json::to_string_pretty(topology::schema())?);
             Ok(ExitCode::SUCCESS)
@@ -272,41 +202,154 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     region,
                     no_check,
                 },
-        } => {
-            use vpc_resolver::import::{ImportError, Options, import_aws_paths};
-            let options = Options { region, no_check };
-            let imported = match import_aws_paths(&inputs, &options) {
-                Ok(i) => i,
-                Err(ImportError::Invalid { yaml, diagnostics }) => {
-                    // Print the YAML with line numbers so each diagnostic's line can be found.
-                    for (n, line) in yaml.lines().enumerate() {
-                        eprintln!("{:4} {line}", n + 1);
-                    }
-                    for d in &diagnostics.0 {
-                        eprintln!("{d}");
-                    }
-                    eprintln!(
-                        "error: the imported topology does not pass check ({} problem(s)); --no-check writes it anyway",
-                        diagnostics.0.len()
-                    );
-                    return Ok(ExitCode::from(1));
-                }
-                Err(e) => return Err(e.into()),
-            };
-            for w in &imported.warnings {
-                eprintln!("warning: {w}");
-            }
-            match output {
-                Some(path) => std::fs::write(&path, &imported.yaml)
-                    .with_context(|| format!("writing {}", path.display()))?,
-                None => print!("{}", imported.yaml),
-            }
-            if let Some(t) = &imported.topology {
-                eprintln!("ok: {}", t.summary());
-            }
+        } => import(&inputs, output, region, no_check),
+    }
+}
+
+fn topology_source(files: Vec<PathBuf>) -> TopologySource {
+    if files.is_empty() {
+        TopologySource::Embedded
+    } else {
+        TopologySource::Files(files)
+    }
+}
+
+fn parse_upstreams(list: &[String]) -> anyhow::Result<Option<Vec<Upstream>>> {
+    if list.is_empty() {
+        return Ok(None);
+    }
+    let parsed = list.iter().map(|u| parse_upstream(u));
+    Ok(Some(parsed.collect::<anyhow::Result<Vec<_>>>()?))
+}
+
+fn check(files: &[PathBuf]) -> anyhow::Result<ExitCode> {
+    match topology::load(files) {
+        Ok(t) => {
+            println!("ok: {}", t.summary());
             Ok(ExitCode::SUCCESS)
         }
+        Err(LoadError::Invalid(diags)) => {
+            for d in &diags.0 {
+                println!("{d}");
+            }
+            eprintln!("{} problem(s) found", diags.0.len());
+            Ok(ExitCode::from(1))
+        }
+        Err(e) => Err(e.into()),
     }
+}
+
+/// `[TYPE] [TOPOLOGY]...`: a leading record type (that is not also a file), then topology files.
+fn type_and_files(rest: Vec<String>) -> (String, Vec<PathBuf>) {
+    let mut rest = rest.into_iter().peekable();
+    let qtype = match rest.peek() {
+        Some(t)
+            if RecordType::from_str(&t.to_uppercase()).is_ok()
+                && !std::path::Path::new(t).exists() =>
+        {
+            rest.next().unwrap_or_default()
+        }
+        _ => "A".to_string(),
+    };
+    (qtype, rest.map(PathBuf::from).collect())
+}
+
+/// `explain`: the server's own engine, with the same `--allow` and `--default-view`, decides and explains.
+fn explain_cmd(
+    name: &str,
+    rest: Vec<String>,
+    client: Client,
+    options: &Options,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let (qtype, files) = type_and_files(rest);
+    let topo = if files.is_empty() {
+        topology::default_topology().map_err(LoadError::Invalid)?
+    } else {
+        topology::load(&files)?
+    };
+    let engine = Engine::with_options(topo, options)?;
+    let qname = Name::from_str(name).with_context(|| format!("`{name}` is not a domain name"))?;
+    let qtype = RecordType::from_str(&qtype.to_uppercase())
+        .map_err(|_| anyhow::anyhow!("`{qtype}` is not a record type"))?;
+    let decision = engine.resolve(client, &qname, qtype);
+    let explanation = explain::explain(&engine, client, &qname, qtype, &decision);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&explanation)?);
+    } else {
+        print!("{}", explanation.render());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn services(region: &str, filter: Option<&str>) -> anyhow::Result<ExitCode> {
+    if !vpc_resolver::catalog::is_known_region(region) {
+        bail!("unknown region `{region}`");
+    }
+    let mut out = std::io::stdout().lock();
+    for s in Catalog::embedded().list(region, filter) {
+        let types = match (s.interface, s.gateway) {
+            (true, true) => "interface,gateway",
+            (false, true) => "gateway",
+            _ => "interface",
+        };
+        let names = if s.private_dns_names.is_empty() {
+            "-".to_string()
+        } else {
+            s.private_dns_names.join(",")
+        };
+        // A closed pipe (`| head`) ends the listing quietly.
+        if writeln!(
+            out,
+            "{}\t{}\t{}\tvpce: {}\tevidence: {:?}",
+            s.name, names, types, s.endpoint_service_id, s.evidence
+        )
+        .is_err()
+        {
+            break;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn import(
+    inputs: &[PathBuf],
+    output: Option<PathBuf>,
+    region: Option<String>,
+    no_check: bool,
+) -> anyhow::Result<ExitCode> {
+    use vpc_resolver::import::{ImportError, Options, import_aws_paths};
+    let options = Options { region, no_check };
+    let imported = match import_aws_paths(inputs, &options) {
+        Ok(i) => i,
+        Err(ImportError::Invalid { yaml, diagnostics }) => {
+            // Print the YAML with line numbers so each diagnostic's line can be found.
+            for (n, line) in yaml.lines().enumerate() {
+                eprintln!("{:4} {line}", n + 1);
+            }
+            for d in &diagnostics.0 {
+                eprintln!("{d}");
+            }
+            eprintln!(
+                "error: the imported topology does not pass check ({} problem(s)); --no-check writes it anyway",
+                diagnostics.0.len()
+            );
+            return Ok(ExitCode::from(1));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    for w in &imported.warnings {
+        eprintln!("warning: {w}");
+    }
+    match output {
+        Some(path) => std::fs::write(&path, &imported.yaml)
+            .with_context(|| format!("writing {}", path.display()))?,
+        None => print!("{}", imported.yaml),
+    }
+    if let Some(t) = &imported.topology {
+        eprintln!("ok: {}", t.summary());
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn parse_upstream(text: &str) -> anyhow::Result<Upstream> {

@@ -1,5 +1,5 @@
-//! Renders a [`Decision`] as an explanation: the view and why, every candidate that could have decided with the one
-//! that won and why the others lost, the answer, and the reference section behind each step. Used by
+//! Renders a [`Decision`] as an explanation: the view and why, every candidate the engine judged (the one that won
+//! and why the others lost), the answer, and the reference section behind each step. Used by
 //! `vpc-resolver explain` (text or JSON) and by the debug query log. Never resolves anything itself.
 
 use std::fmt::Write as _;
@@ -8,7 +8,9 @@ use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{Name, Record, RecordType};
 use serde::Serialize;
 
-use crate::resolve::{Candidate, Client, Decision, Forwarding, Outcome, Resolver, Step, View};
+use crate::engine::{
+    Candidate, Client, DecidedBy, Decision, Engine, Forwarding, Lost, Outcome, Route, Step, View,
+};
 use crate::topology::EndpointKind;
 
 #[derive(Debug, Clone, Serialize)]
@@ -26,53 +28,67 @@ pub struct Explanation {
 pub struct Judged {
     #[serde(flatten)]
     pub candidate: Candidate,
-    pub won: bool,
     pub verdict: String,
 }
 
+/// Puts an engine decision into words: the engine judged the candidates; this only renders them.
 pub fn explain(
-    resolver: &Resolver,
+    resolver: &Engine,
     client: Client,
     qname: &Name,
     qtype: RecordType,
     decision: &Decision,
 ) -> Explanation {
-    let candidates = resolver.candidates(&decision.view, qname);
-    let winner = candidates
+    let candidates = decision
+        .candidates
         .iter()
-        .position(|c| c.not_visible.is_none() && c.decided_by == decision.decided_by);
-    let system_at = candidates
-        .iter()
-        .position(|c| c.not_visible.is_none() && c.kind == "system rule");
-    let judged = candidates
-        .iter()
-        .enumerate()
-        .map(|(i, c)| {
-            let (won, verdict) = if Some(i) == winner {
-                (true, "decides: the most specific match in this view".to_string())
-            } else if let Some(why) = &c.not_visible {
-                (false, format!("not used: {why}"))
-            } else if c.kind == "system rule" {
-                (false, "defers: the Resolver answers itself below this domain, so less specific forward rules are skipped (§6.3)".to_string())
-            } else if c.kind == "forward rule" && system_at.is_some_and(|s| s < i) {
-                (false, "skipped: a more specific system rule covers the name (§6.3)".to_string())
-            } else if let Some(w) = winner {
-                let wc = &candidates[w];
-                if wc.domain == c.domain && wc.kind == "forward rule" {
-                    (false, "ignored: a forward rule for the same domain takes precedence over a private zone (§6.3)".to_string())
-                } else if w < i {
-                    (false, format!("less specific than {}: the most specific domain wins (§6.3, §6.4)", wc.domain))
-                } else {
-                    (false, "not used".to_string())
-                }
-            } else {
-                (false, "not used".to_string())
-            };
-            Judged { candidate: c.clone(), won, verdict }
+        .map(|c| Judged {
+            candidate: c.clone(),
+            verdict: verdict(c.lost.as_ref(), c.kind),
         })
         .collect();
+    // The route-table note is for clients inside the VPC getting a public answer; through an inbound endpoint, or
+    // with an endpoint's private answer, traffic doesn't take the gateway endpoint.
+    let notes = if decision.view.via_inbound
+        || matches!(decision.decided_by, DecidedBy::EndpointZone(_))
+        || matches!(decision.outcome, Outcome::Refused { .. })
+    {
+        Vec::new()
+    } else {
+        gateway_notes(resolver, &decision.view, qname)
+    };
+    Explanation {
+        question: format!("{qname} {qtype}"),
+        client: match client.local {
+            Some(local) => format!("{} -> {local}", client.src),
+            None => client.src.to_string(),
+        },
+        view: decision.view.clone(),
+        candidates,
+        steps: decision.trace.clone(),
+        result: result_lines(&decision.outcome, qtype),
+        notes,
+    }
+}
+
+/// Why a candidate lost, in words.
+fn verdict(lost: Option<&Lost>, kind: &str) -> String {
+    match lost {
+        None => "decides: the most specific match in this view".into(),
+        Some(Lost::NotAssociated { vpc }) => format!("not used: associated with {vpc} only, not with this view"),
+        Some(Lost::InboundOnly) => "not used: private DNS only for inbound Resolver endpoints; this client is inside the VPC".into(),
+        Some(Lost::SystemRuleDefers) => "defers: the Resolver answers itself below this domain, so less specific forward rules are skipped (§6.3)".into(),
+        Some(Lost::ShieldedBySystemRule) => "skipped: a more specific system rule covers the name (§6.3)".into(),
+        Some(Lost::SameDomain { winner }) => format!("ignored: a {winner} for the same domain takes precedence over a {kind} (§6.3)"),
+        Some(Lost::LessSpecific { winner }) => format!("less specific than {winner}: the most specific domain wins (§6.3, §6.4)"),
+        Some(Lost::NotApplicable) => "not used".into(),
+    }
+}
+
+/// The answer section of an explanation: exactly what the server sends (rcode and records, or where it forwards).
+fn result_lines(outcome: &Outcome, qtype: RecordType) -> Vec<String> {
     let mut result = Vec::new();
-    match &decision.outcome {
+    match outcome {
         Outcome::Answer {
             rcode,
             answers,
@@ -93,57 +109,53 @@ pub fn explain(
             }
         }
         Outcome::Forward {
-            rule,
-            targets,
-            source,
+            route,
             name,
             answers,
         } => {
             for r in answers {
                 result.push(record_line(r));
             }
-            let to: Vec<String> = targets
-                .iter()
-                .map(|t| match t {
-                    Forwarding::Target(a) => a.to_string(),
-                    Forwarding::System => "the system resolvers".into(),
-                })
-                .collect();
-            let via = match rule {
-                Some(id) => format!("forward rule {id}"),
-                None => "the upstream resolvers".into(),
-            };
-            let from = source
-                .map(|s| format!(", sent from outbound endpoint address {s}"))
-                .unwrap_or_default();
-            result.push(format!("forwarded: {name} {qtype} goes to {} via {via}{from}; targets are tried in random order, the next on timeout", if to.is_empty() { "nowhere (no upstream: SERVFAIL)".into() } else { to.join(", ") }));
+            result.push(forward_line(route, name, qtype));
         }
-        Outcome::Refused { reason } => result.push(format!("REFUSED: {reason}")),
+        Outcome::Refused { reason } => result.push(format!(
+            "REFUSED: {reason} (Extended DNS Error {})",
+            reason.ede()
+        )),
         Outcome::ServFail { reason } => result.push(format!("SERVFAIL: {reason}")),
     }
-    // The route-table note is for clients inside the VPC getting a public answer; through an inbound endpoint, or
-    // with an endpoint's private answer, traffic doesn't take the gateway endpoint.
-    let notes = if decision.view.via_inbound || decision.decided_by.starts_with("endpoint:") {
-        Vec::new()
-    } else {
-        gateway_notes(resolver, &decision.view, qname)
+    result
+}
+
+fn forward_line(route: &Route, name: &Name, qtype: RecordType) -> String {
+    let to: Vec<String> = route
+        .listed
+        .iter()
+        .map(|t| match t {
+            Forwarding::Target(a) => a.to_string(),
+            Forwarding::System => "the system resolvers".into(),
+        })
+        .collect();
+    let via = match &route.rule {
+        Some(id) => format!("forward rule {id}"),
+        None => "the upstream resolvers".into(),
     };
-    Explanation {
-        question: format!("{qname} {qtype}"),
-        client: match client.local {
-            Some(local) => format!("{} -> {local}", client.src),
-            None => client.src.to_string(),
-        },
-        view: decision.view.clone(),
-        candidates: judged,
-        steps: decision.trace.clone(),
-        result,
-        notes,
-    }
+    let from = route
+        .source
+        .map(|s| format!(", sent from outbound endpoint address {s}"))
+        .unwrap_or_default();
+    let to = if to.is_empty() {
+        "nowhere (no upstream: SERVFAIL)".into()
+    } else {
+        to.join(", ")
+    };
+    format!(
+        "forwarded: {name} {qtype} goes to {to} via {via}{from}; targets are tried in random order, the next on timeout"
+    )
 }
 
 /// S3 and DynamoDB: with a gateway endpoint, the public answer is still private traffic (reference §3.3).
-fn gateway_notes(resolver: &Resolver, view: &View, qname: &Name) -> Vec<String> {
+fn gateway_notes(resolver: &Engine, view: &View, qname: &Name) -> Vec<String> {
     let topo = resolver.topology();
     let Some(vi) = view.vpc else {
         return Vec::new();
@@ -194,7 +206,7 @@ impl Explanation {
             s.push_str("  none: no rule or private zone covers this name\n");
         }
         for c in &self.candidates {
-            let mark = if c.won { "*" } else { "-" };
+            let mark = if c.candidate.won { "*" } else { "-" };
             let _ = writeln!(
                 s,
                 "  {mark} {} [{}] {}",

@@ -6,7 +6,7 @@
 //!
 //! - [`topology::parse_str`] turns YAML text into a validated [`topology::Topology`] (every default filled in);
 //!   [`topology::load`] reads files; [`import::import_aws`] builds one from an account's AWS CLI output.
-//! - [`resolve_once`] (or [`resolve::Resolver`] for many questions) decides one question without sockets:
+//! - [`resolve_once`] (or [`engine::Engine`] for many questions) decides one question without sockets:
 //!   the view, the answer or where it would be forwarded, and the trace of why.
 //! - [`server::Server::start`] serves UDP and TCP on the addresses given (port 0 picks a free one);
 //!   the [`server::RunningServer`] it returns tells its bound addresses, takes a new topology with
@@ -38,20 +38,25 @@
 //! assert_eq!(decision.view.name, "vpc-0a0b0c0d0e0f00001");
 //! assert_eq!(answer_addresses(&decision), ["10.0.1.25".parse::<IpAddr>()?]);
 //!
-//! // From the internet, the same name is not answered locally: it goes upstream.
-//! let public = resolve_once(&topology, "203.0.113.9".parse()?, "ec2.us-east-1.amazonaws.com", RecordType::A)?;
-//! assert_eq!(public.view.name, "public");
-//! assert!(answer_addresses(&public).is_empty());
+//! // A source in no VPC, network or `allow` list may not ask (spec "Who may ask"): REFUSED, as the server does.
+//! let outside = resolve_once(&topology, "203.0.113.9".parse()?, "ec2.us-east-1.amazonaws.com", RecordType::A)?;
+//! assert!(matches!(outside.outcome, vpc_resolver::engine::Outcome::Refused { .. }));
+//! assert!(answer_addresses(&outside).is_empty());
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
 //! A server on a free port, with a topology change while it runs: see `examples/embed.rs`
 //! (`cargo run --example embed`); the pure engine alone: `examples/pure.rs`.
 
+// Only the command line (`cli.rs`) prints to stdout.
+#![warn(clippy::print_stdout)]
+
 pub mod catalog;
+pub mod engine;
 pub mod explain;
 pub mod import;
-pub mod resolve;
+/// The engine's former name, kept for library users.
+pub use engine as resolve;
 pub mod server;
 pub mod topology;
 pub mod upstream;
@@ -63,11 +68,11 @@ use std::str::FromStr;
 use hickory_proto::ProtoError;
 use hickory_proto::rr::{Name, RData, RecordType};
 
-use resolve::{Client, Decision, Outcome, Resolver};
+use engine::{Client, Decision, Engine, Outcome};
 use topology::Topology;
 
 /// Decides one question from `source` without sockets: which view answers, the answer (or where it would be
-/// forwarded) and the trace of why. Compiles the topology each call; keep a [`Resolver`] for many questions.
+/// forwarded) and the trace of why. Compiles the topology each call; keep an [`Engine`] for many questions.
 ///
 /// # Errors
 ///
@@ -82,7 +87,7 @@ use topology::Topology;
 /// let topology = topology::default_topology().expect("the embedded topology is valid");
 /// // The embedded lab maps loopback clients into its VPC, and forwards corp.example.com by a rule.
 /// let decision = resolve_once(&topology, "127.0.0.1".parse()?, "host.corp.example.com", RecordType::A)?;
-/// assert!(matches!(decision.outcome, Outcome::Forward { rule: Some(_), .. }));
+/// assert!(matches!(&decision.outcome, Outcome::Forward { route, .. } if route.rule.is_some()));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn resolve_once(
@@ -93,7 +98,7 @@ pub fn resolve_once(
 ) -> Result<Decision, ProtoError> {
     let mut qname = Name::from_str(name)?;
     qname.set_fqdn(true);
-    Ok(Resolver::new(topology.clone()).resolve(Client::from(source), &qname, qtype))
+    Ok(Engine::new(topology.clone()).resolve(Client::from(source), &qname, qtype))
 }
 
 /// The A and AAAA addresses a decision answers with, in answer order (empty for NXDOMAIN, NODATA, forwards and

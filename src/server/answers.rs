@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 
-use crate::resolve::ViewKey;
+use crate::engine::Admitted;
 use crate::upstream::Route;
 use crate::wire::Prepared;
 
@@ -73,21 +73,22 @@ impl Hasher for Fnv {
     }
 }
 
+type Shard<T> = RwLock<HashMap<Box<[u8]>, T, BuildHasherDefault<Fnv>>>;
+
 /// Where a forwarded question goes, for the cache's fast path.
 pub(crate) struct Forwarded {
     pub(crate) route: Route,
     pub(crate) kind: &'static str,
 }
 
-type Shard<T> = RwLock<HashMap<Box<[u8]>, T, BuildHasherDefault<Fnv>>>;
-
 pub(crate) struct Answers<T = Entry> {
     shards: Vec<Shard<T>>,
     entries: AtomicUsize,
 }
 
-/// Writes the lookup key into `buf`: view (4 bytes), query type (2 bytes), lowercase question name in wire form.
-fn key_into(buf: &mut Vec<u8>, view: ViewKey, qtype: u16, lower_name: &[u8]) -> usize {
+/// Writes the lookup key into `buf`: the admitted view (4 bytes; only the engine's admission makes one), query type (2 bytes), lowercase question name in wire form.
+fn key_into(buf: &mut Vec<u8>, view: Admitted, qtype: u16, lower_name: &[u8]) -> usize {
+    let view = view.view();
     let tag = view.vpc.map_or(0, |v| v + 1) | (u32::from(view.via_inbound) << 31);
     buf.clear();
     buf.extend_from_slice(&tag.to_be_bytes());
@@ -109,7 +110,7 @@ impl<T> Answers<T> {
     /// Runs `use_entry` on the prepared answer for a question in `view`, if there is one.
     pub(crate) fn with<R>(
         &self,
-        view: ViewKey,
+        view: Admitted,
         qtype: u16,
         lower_name: &[u8],
         key: &mut Vec<u8>,
@@ -121,7 +122,7 @@ impl<T> Answers<T> {
     }
 
     /// Keeps an answer the engine just gave, unless the table is full.
-    pub(crate) fn insert(&self, view: ViewKey, qtype: u16, lower_name: &[u8], entry: T) {
+    pub(crate) fn insert(&self, view: Admitted, qtype: u16, lower_name: &[u8], entry: T) {
         if self.entries.load(Ordering::Relaxed) >= MAX_ENTRIES {
             return;
         }

@@ -1,24 +1,23 @@
-//! One query, from bytes to bytes: parse, admit, decide, encode. Local answers are produced synchronously on the
-//! receiving task; only forwarded questions go async.
+//! One query, from bytes to bytes: parse, ask the engine, encode, send or forward where told, log and count what
+//! it is told. Local answers are produced synchronously on the receiving task; only forwarded questions go async.
 //!
-//! This module makes no policy decision of its own about names: the decision engine (`resolve`) does. It owns the
-//! protocol rules around it: access control, opcodes, EDNS version, classes, zone transfers, ANY.
+//! No policy lives here: admission, views, protocol policy (ANY, CHAOS, classes, zone transfers) and routes are the
+//! engine's (`engine`). What remains is the wire: malformed packets, opcodes and EDNS versions.
 
+use std::fmt::Display;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
 use hickory_proto::op::ResponseCode;
-use hickory_proto::rr::rdata::{HINFO, TXT};
-use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
+use hickory_proto::rr::{Name, Record};
 use tracing::{debug, info};
 
 use super::Snapshot;
-use super::answers::{Entry, preparable};
-use super::metrics::KINDS;
-use crate::resolve::{Client, Decision, Forwarding, Outcome};
+use super::answers::{Entry, Forwarded, preparable};
+use crate::engine::{Client, DecidedBy, Decision, Outcome, Question};
 use crate::upstream::{Forwarder, Route};
-use crate::wire::{self, ParseError, Query, Reply};
+use crate::wire::{self, ParseError, Peek, Query, Reply};
 
 /// Transport the query came over: it sets the size limit and appears in the log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,15 +52,11 @@ pub(crate) struct ForwardJob {
     name: Name,
     prefix: Vec<Record>,
     protocol: Protocol,
-    decided_by: String,
+    decided_by: DecidedBy,
     view: String,
     src: SocketAddr,
     started: Instant,
 }
-
-/// Extended DNS Error codes (RFC 8914) used here.
-const EDE_PROHIBITED: u16 = 18;
-const EDE_NOT_SUPPORTED: u16 = 21;
 
 fn limit(query: &Query<'_>, protocol: Protocol) -> usize {
     match protocol {
@@ -89,82 +84,39 @@ impl Scratch {
     }
 }
 
+/// One request as the transport hands it over.
+#[derive(Clone, Copy)]
+pub(crate) struct Request<'p> {
+    pub(crate) packet: &'p [u8],
+    pub(crate) src: SocketAddr,
+    pub(crate) local: Option<IpAddr>,
+    pub(crate) protocol: Protocol,
+}
+
+impl Request<'_> {
+    fn client(&self) -> Client {
+        Client {
+            src: self.src.ip().to_canonical(),
+            local: self.local,
+        }
+    }
+}
+
 /// Handles one request; writes a reply into `out` unless it returns `Drop` or `Forward`.
 pub(crate) fn handle(
     snap: &Snapshot,
-    packet: &[u8],
-    src: SocketAddr,
-    local: Option<IpAddr>,
-    protocol: Protocol,
+    req: Request<'_>,
     scratch: &mut Scratch,
     out: &mut Vec<u8>,
 ) -> Handled {
     let started = Instant::now();
-    // Hot path: a plain query whose fixed answer was prepared before is answered by copying bytes. Not taken while
-    // queries are logged or traced, so every logged query has its span and decision.
-    let peek = wire::peek(packet, &mut scratch.lower);
+    let peek = wire::peek(req.packet, &mut scratch.lower);
     if let Some(peek) = &peek
-        && !snap.query_log
-        && !tracing::enabled!(tracing::Level::DEBUG)
+        && replay(snap, req, peek, scratch, out, started)
     {
-        let src_ip = src.ip().to_canonical();
-        if snap.allowed(src_ip) {
-            let view = snap.resolver.view_key(Client { src: src_ip, local });
-            let limit = match protocol {
-                Protocol::Udp => peek.udp_limit(),
-                Protocol::Tcp => 65535,
-            };
-            let done = snap.answers.with(
-                view,
-                peek.qtype,
-                &scratch.lower,
-                &mut scratch.key,
-                |entry| {
-                    wire::encode_prepared(packet, peek, &entry.reply, limit, out)
-                        .then_some((entry.kind, entry.rcode))
-                },
-            );
-            if let Some(Some((kind, rcode))) = done {
-                snap.metrics.answered(
-                    snap.view_name(view),
-                    kind,
-                    rcode,
-                    protocol,
-                    started.elapsed(),
-                );
-                return Handled::Reply;
-            }
-            if let Some(forwarder) = &scratch.forwarder {
-                // A forwarded question seen before: its route is known, and the cache may hold the answer.
-                let done =
-                    snap.forwards
-                        .with(view, peek.qtype, &scratch.lower, &mut scratch.key, |fwd| {
-                            forwarder
-                                .answer_from_cache(
-                                    &fwd.route,
-                                    packet,
-                                    peek,
-                                    &scratch.lower,
-                                    limit,
-                                    &mut scratch.cache_key,
-                                    out,
-                                )
-                                .then_some(fwd.kind)
-                        });
-                if let Some(Some(kind)) = done {
-                    snap.metrics.answered(
-                        snap.view_name(view),
-                        kind,
-                        reply_rcode(out),
-                        protocol,
-                        started.elapsed(),
-                    );
-                    return Handled::Reply;
-                }
-            }
-        }
+        return Handled::Reply;
     }
-    let query = match wire::parse_query(packet) {
+    let query = match wire::parse_query(req.packet) {
         Ok(q) => q,
         Err(ParseError::Drop) => return Handled::Drop,
         Err(ParseError::Reply {
@@ -173,266 +125,387 @@ pub(crate) fn handle(
             recursion_desired,
             rcode,
         }) => {
-            debug!(%src, ?rcode, "malformed query");
+            debug!(src = %req.src, ?rcode, "malformed query");
             wire::encode_header_only(id, opcode, recursion_desired, rcode, out);
-            snap.metrics.count_rcode(rcode, protocol);
+            snap.metrics.count_rcode(rcode, req.protocol);
             return Handled::Reply;
         }
     };
     let span = tracing::debug_span!(
-        "query", id = query.id, src = %src, proto = protocol.as_str(), qname = %query.name, qtype = %query.qtype);
+        "query", id = query.id, src = %req.src, proto = req.protocol.as_str(), qname = %query.name, qtype = %query.qtype);
     let _entered = span.enter();
-    let log = |view: &str, decided_by: &str, rcode: ResponseCode| {
-        log_query(
-            snap, &query, src, protocol, view, decided_by, rcode, started,
-        );
-    };
-    let src_ip = src.ip().to_canonical();
-    let reply_simple = |rcode: ResponseCode, ede: Option<(u16, &str)>, out: &mut Vec<u8>| {
-        let reply = Reply {
-            rcode,
-            authoritative: false,
-            answers: &[],
-            authority: &[],
-            additional: &[],
-            ede,
-        };
-        wire::encode_reply(&query, &reply, limit(&query, protocol), out);
-    };
-    if !snap.allowed(src_ip) {
-        snap.metrics.refused();
-        reply_simple(
-            ResponseCode::Refused,
-            Some((EDE_PROHIBITED, "source not allowed")),
-            out,
-        );
-        log("-", "acl", ResponseCode::Refused);
+    if wire_policy(snap, req, &query, started, out) {
         return Handled::Reply;
     }
+    let decision = ask(snap, req.client(), &query);
+    if let Some(peek) = &peek {
+        remember(snap, req.client(), &query, &decision, scratch);
+        if from_cache(snap, req, peek, &query, &decision, scratch, out, started) {
+            return Handled::Reply;
+        }
+    }
+    carry_out(snap, req, &query, decision, started, out)
+}
+
+/// A plain query whose fixed answer was prepared before is answered by copying bytes, once the engine admits the
+/// client (the table is keyed by the admitted view). Not taken while queries are logged or traced, so every logged
+/// query has its span and decision.
+fn replay(
+    snap: &Snapshot,
+    req: Request<'_>,
+    peek: &Peek,
+    scratch: &mut Scratch,
+    out: &mut Vec<u8>,
+    started: Instant,
+) -> bool {
+    if snap.query_log || tracing::enabled!(tracing::Level::DEBUG) {
+        return false;
+    }
+    let Ok(admitted) = snap.engine.admit(req.client()) else {
+        return false;
+    };
+    let limit = match req.protocol {
+        Protocol::Udp => peek.udp_limit(),
+        Protocol::Tcp => 65535,
+    };
+    let done = snap.answers.with(
+        admitted,
+        peek.qtype,
+        &scratch.lower,
+        &mut scratch.key,
+        |entry| {
+            wire::encode_prepared(req.packet, peek, &entry.reply, limit, out)
+                .then_some((entry.kind, entry.rcode))
+        },
+    );
+    let (kind, rcode) = match done {
+        Some(Some(done)) => done,
+        Some(None) => return false,
+        None => {
+            // A forwarded question seen before: its route is known, and the cache may hold the answer.
+            let Some(forwarder) = &scratch.forwarder else {
+                return false;
+            };
+            let done = snap.forwards.with(
+                admitted,
+                peek.qtype,
+                &scratch.lower,
+                &mut scratch.key,
+                |fwd| {
+                    forwarder
+                        .answer_from_cache(
+                            &fwd.route,
+                            req.packet,
+                            peek,
+                            &scratch.lower,
+                            limit,
+                            &mut scratch.cache_key,
+                            out,
+                        )
+                        .then_some(fwd.kind)
+                },
+            );
+            let Some(Some(kind)) = done else {
+                return false;
+            };
+            (kind, reply_rcode(out))
+        }
+    };
+    let view = snap.engine.view_name(admitted.view());
+    snap.metrics
+        .answered(view, kind, rcode, req.protocol, started.elapsed());
+    true
+}
+
+/// The rcode of an encoded reply (cached answers are NOERROR or NXDOMAIN: no extended bits).
+fn reply_rcode(out: &[u8]) -> ResponseCode {
+    ResponseCode::from_low(out.get(3).map_or(0, |b| b & 0x0F))
+}
+
+/// Answers a forwarded question from the forwarder's cache, encoded bytes only; `false` when it has no fresh answer.
+#[allow(clippy::too_many_arguments)]
+fn from_cache(
+    snap: &Snapshot,
+    req: Request<'_>,
+    peek: &Peek,
+    query: &Query<'_>,
+    decision: &Decision,
+    scratch: &mut Scratch,
+    out: &mut Vec<u8>,
+    started: Instant,
+) -> bool {
+    let (Some(forwarder), Outcome::Forward { route, answers, .. }) =
+        (&scratch.forwarder, &decision.outcome)
+    else {
+        return false;
+    };
+    // A local CNAME in front of the forwarded name needs the records: that takes `forward`.
+    if !answers.is_empty() {
+        return false;
+    }
+    let route = Route {
+        name: route.name.clone(),
+        targets: route.targets.clone(),
+        source: route.source,
+    };
+    let limit = limit(query, req.protocol);
+    if !forwarder.answer_from_cache(
+        &route,
+        req.packet,
+        peek,
+        &scratch.lower,
+        limit,
+        &mut scratch.cache_key,
+        out,
+    ) {
+        return false;
+    }
+    let rcode = reply_rcode(out);
+    let (view, by) = (&decision.view.name, &decision.decided_by);
+    count(snap, view, by, rcode, req, started);
+    log_query(snap, query, req, view, by, rcode, started);
+    true
+}
+
+/// The wire's own rules: opcodes other than QUERY, EDNS versions other than 0.
+fn wire_policy(
+    snap: &Snapshot,
+    req: Request<'_>,
+    query: &Query<'_>,
+    started: Instant,
+    out: &mut Vec<u8>,
+) -> bool {
     if query.opcode != 0 {
-        wire::encode_header_only(
-            query.id,
-            query.opcode,
-            query.recursion_desired,
+        let (id, op, rd) = (query.id, query.opcode, query.recursion_desired);
+        wire::encode_header_only(id, op, rd, ResponseCode::NotImp, out);
+        log_query(
+            snap,
+            query,
+            req,
+            "-",
+            &"opcode",
             ResponseCode::NotImp,
-            out,
+            started,
         );
-        log("-", "opcode", ResponseCode::NotImp);
-        return Handled::Reply;
+        return true;
     }
     if let Some(edns) = query.edns
         && edns.version != 0
     {
-        reply_simple(ResponseCode::BADVERS, None, out);
-        log("-", "edns", ResponseCode::BADVERS);
-        return Handled::Reply;
-    }
-    if query.qclass == DNSClass::CH {
-        return chaos(snap, &query, protocol, src, started, out);
-    }
-    if query.qclass != DNSClass::IN {
-        reply_simple(
-            ResponseCode::Refused,
-            Some((EDE_NOT_SUPPORTED, "only class IN")),
-            out,
+        let reply = Reply::empty(ResponseCode::BADVERS);
+        wire::encode_reply(query, &reply, limit(query, req.protocol), out);
+        log_query(
+            snap,
+            query,
+            req,
+            "-",
+            &"edns",
+            ResponseCode::BADVERS,
+            started,
         );
-        log("-", "class", ResponseCode::Refused);
-        return Handled::Reply;
+        return true;
     }
-    if matches!(query.qtype, RecordType::AXFR | RecordType::IXFR) {
-        reply_simple(
-            ResponseCode::Refused,
-            Some((EDE_PROHIBITED, "zone transfers are not offered")),
-            out,
-        );
-        log("-", "xfr", ResponseCode::Refused);
-        return Handled::Reply;
-    }
-    let client = Client { src: src_ip, local };
-    // The reasons are put into words only when the debug log will print them.
-    let decision = if tracing::enabled!(tracing::Level::DEBUG) {
-        snap.resolver.resolve(client, &query.name, query.qtype)
-    } else {
-        snap.resolver.decide(client, &query.name, query.qtype)
+    false
+}
+
+/// The engine's decision; the reasons are put into words only when the debug log will print them.
+fn ask(snap: &Snapshot, client: Client, query: &Query<'_>) -> Decision {
+    let question = Question {
+        name: &query.name,
+        qtype: query.qtype,
+        qclass: query.qclass,
     };
-    if tracing::enabled!(tracing::Level::DEBUG) {
-        // The same explanation `vpc-resolver explain` prints, from the same code.
-        let explanation =
-            crate::explain::explain(&snap.resolver, client, &query.name, query.qtype, &decision);
-        debug!(explanation = %explanation.render(), "decision");
+    if !tracing::enabled!(tracing::Level::DEBUG) {
+        return snap.engine.decide(client, &question);
     }
-    if decision.fixed
-        && peek.is_some()
-        && preparable(query.qtype)
-        && let Outcome::Answer {
-            rcode,
-            authoritative,
-            answers,
-            authority,
-        } = &decision.outcome
+    let decision = snap.engine.explain(client, &question);
+    // The same explanation `vpc-resolver explain` prints, from the same decision.
+    let explanation =
+        crate::explain::explain(&snap.engine, client, &query.name, query.qtype, &decision);
+    debug!(explanation = %explanation.render(), "decision");
+    decision
+}
+
+/// Keeps the engine's fixed answer for the next query of this admitted view, name and type.
+fn remember(
+    snap: &Snapshot,
+    client: Client,
+    query: &Query<'_>,
+    decision: &Decision,
+    scratch: &Scratch,
+) {
+    if let Outcome::Forward {
+        route,
+        name,
+        answers,
+    } = &decision.outcome
     {
-        // Keep the engine's answer for the next query of this view, name and type.
-        let plain = Query {
-            edns: None,
-            ..query.clone()
-        };
-        let reply = Reply {
-            rcode: *rcode,
-            authoritative: *authoritative,
-            answers,
-            authority,
-            additional: &[],
-            ede: None,
-        };
-        if let Some(prepared) = wire::Prepared::new(&plain, &reply) {
-            let kind = KINDS
-                .iter()
-                .copied()
-                .find(|k| *k == kind_of(&decision.decided_by))
-                .unwrap_or("other");
-            let view = snap.resolver.view_key(client);
-            snap.answers.insert(
-                view,
-                u16::from(query.qtype),
-                &scratch.lower,
-                Entry {
-                    reply: prepared,
-                    kind,
-                    rcode: *rcode,
+        // Only a question forwarded as asked (no local CNAME in front) can be replayed from the cache alone.
+        if decision.fixed
+            && answers.is_empty()
+            && *name == query.name
+            && let Ok(admitted) = snap.engine.admit(client)
+        {
+            let fwd = Forwarded {
+                route: Route {
+                    name: route.name.clone(),
+                    targets: route.targets.clone(),
+                    source: route.source,
                 },
-            );
+                kind: decision.decided_by.kind(),
+            };
+            let qtype = u16::from(query.qtype);
+            snap.forwards.insert(admitted, qtype, &scratch.lower, fwd);
         }
+        return;
     }
-    let fixed = decision.fixed;
+    let Outcome::Answer {
+        rcode,
+        authoritative,
+        answers,
+        authority,
+    } = &decision.outcome
+    else {
+        return;
+    };
+    if !decision.fixed || !preparable(query.qtype) {
+        return;
+    }
+    let Ok(admitted) = snap.engine.admit(client) else {
+        return;
+    };
+    let plain = Query {
+        edns: None,
+        ..query.clone()
+    };
+    let reply = Reply {
+        rcode: *rcode,
+        authoritative: *authoritative,
+        answers,
+        authority,
+        additional: &[],
+        ede: None,
+    };
+    if let Some(prepared) = wire::Prepared::new(&plain, &reply) {
+        let entry = Entry {
+            reply: prepared,
+            kind: decision.decided_by.kind(),
+            rcode: *rcode,
+        };
+        let qtype = u16::from(query.qtype);
+        snap.answers.insert(admitted, qtype, &scratch.lower, entry);
+    }
+}
+
+/// Encodes what the engine decided, or hands the forward to the transport.
+fn carry_out(
+    snap: &Snapshot,
+    req: Request<'_>,
+    query: &Query<'_>,
+    decision: Decision,
+    started: Instant,
+    out: &mut Vec<u8>,
+) -> Handled {
     let Decision {
         view,
         outcome,
         decided_by,
         ..
     } = decision;
-    match outcome {
-        Outcome::Answer {
-            rcode,
-            authoritative,
-            mut answers,
-            authority,
-        } => {
-            if query.qtype == RecordType::ANY {
-                minimal_any(&mut answers, &query.name);
-            }
-            let reply = Reply {
-                rcode,
-                authoritative,
-                answers: &answers,
-                authority: &authority,
-                additional: &[],
-                ede: None,
-            };
-            wire::encode_reply(&query, &reply, limit(&query, protocol), out);
-            snap.metrics.answered(
-                &view.name,
-                kind_of(&decided_by),
-                rcode,
-                protocol,
-                started.elapsed(),
-            );
-            log(&view.name, &decided_by, rcode);
-            Handled::Reply
-        }
-        Outcome::Refused { reason } => {
-            reply_simple(ResponseCode::Refused, Some((EDE_PROHIBITED, &reason)), out);
-            log(&view.name, &decided_by, ResponseCode::Refused);
-            Handled::Reply
-        }
-        Outcome::ServFail { reason } => {
-            reply_simple(ResponseCode::ServFail, Some((0, &reason)), out);
-            log(&view.name, &decided_by, ResponseCode::ServFail);
-            Handled::Reply
-        }
+    let (rcode, answers, authority, authoritative, ede) = match outcome {
         Outcome::Forward {
-            rule,
-            targets,
-            source,
+            route,
             name,
             answers,
         } => {
-            if query.qtype == RecordType::ANY {
-                // RFC 8482: don't fetch ANY from upstream; a synthesized HINFO says so.
-                let mut any = answers;
-                any.push(Record::from_rdata(
-                    query.name.clone(),
-                    3600,
-                    RData::HINFO(HINFO::new("RFC8482".into(), String::new())),
-                ));
-                let reply = Reply {
-                    rcode: ResponseCode::NoError,
-                    authoritative: false,
-                    answers: &any,
-                    authority: &[],
-                    additional: &[],
-                    ede: None,
-                };
-                wire::encode_reply(&query, &reply, limit(&query, protocol), out);
-                log(&view.name, "rfc8482", ResponseCode::NoError);
-                return Handled::Reply;
-            }
-            let route = snap.route(rule.as_deref(), &targets, source);
-            // Only a question forwarded as asked (no local CNAME in front) can be replayed from the cache alone.
-            if let (Some(peek), Some(forwarder)) = (&peek, &scratch.forwarder)
-                && fixed
-                && answers.is_empty()
-                && name == query.name
-            {
-                let view_key = snap.resolver.view_key(client);
-                let kind = KINDS
-                    .iter()
-                    .copied()
-                    .find(|k| *k == kind_of(&decided_by))
-                    .unwrap_or("other");
-                snap.forwards.insert(
-                    view_key,
-                    peek.qtype,
-                    &scratch.lower,
-                    super::answers::Forwarded {
-                        route: route.clone(),
-                        kind,
-                    },
-                );
-                let limit = limit(&query, protocol);
-                if forwarder.answer_from_cache(
-                    &route,
-                    packet,
-                    peek,
-                    &scratch.lower,
-                    limit,
-                    &mut scratch.cache_key,
-                    out,
-                ) {
-                    let rcode = reply_rcode(out);
-                    snap.metrics
-                        .answered(&view.name, kind, rcode, protocol, started.elapsed());
-                    log(&view.name, &decided_by, rcode);
-                    return Handled::Reply;
-                }
-            }
-            Handled::Forward(Box::new(ForwardJob {
-                packet: packet.to_vec(),
-                route,
+            return Handled::Forward(Box::new(ForwardJob {
+                packet: req.packet.to_vec(),
+                route: Route {
+                    name: route.name.clone(),
+                    targets: route.targets.clone(),
+                    source: route.source,
+                },
                 name,
                 prefix: answers,
-                protocol,
+                protocol: req.protocol,
                 decided_by,
                 view: view.name,
-                src,
+                src: req.src,
                 started,
-            }))
+            }));
         }
-    }
+        Outcome::Answer {
+            rcode,
+            authoritative,
+            answers,
+            authority,
+        } => (rcode, answers, authority, authoritative, None),
+        Outcome::Refused { reason } => {
+            let ede = (reason.ede(), reason.text());
+            (
+                ResponseCode::Refused,
+                Vec::new(),
+                Vec::new(),
+                false,
+                Some(ede),
+            )
+        }
+        Outcome::ServFail { reason } => {
+            let reply = Reply {
+                ede: Some((0, &reason)),
+                ..Reply::empty(ResponseCode::ServFail)
+            };
+            wire::encode_reply(query, &reply, limit(query, req.protocol), out);
+            count(
+                snap,
+                &view.name,
+                &decided_by,
+                ResponseCode::ServFail,
+                req,
+                started,
+            );
+            log_query(
+                snap,
+                query,
+                req,
+                &view.name,
+                &decided_by,
+                ResponseCode::ServFail,
+                started,
+            );
+            return Handled::Reply;
+        }
+    };
+    let reply = Reply {
+        rcode,
+        authoritative,
+        answers: &answers,
+        authority: &authority,
+        additional: &[],
+        ede,
+    };
+    wire::encode_reply(query, &reply, limit(query, req.protocol), out);
+    count(snap, &view.name, &decided_by, rcode, req, started);
+    log_query(snap, query, req, &view.name, &decided_by, rcode, started);
+    Handled::Reply
 }
 
-/// The rcode of an encoded reply (cached answers are NOERROR or NXDOMAIN: no extended bits).
-fn reply_rcode(out: &[u8]) -> ResponseCode {
-    ResponseCode::from_low(out.get(3).map_or(0, |b| b & 0x0F))
+/// The metrics of one reply: refusals by admission have their own counter.
+fn count(
+    snap: &Snapshot,
+    view: &str,
+    by: &DecidedBy,
+    rcode: ResponseCode,
+    req: Request<'_>,
+    started: Instant,
+) {
+    if *by == DecidedBy::Admission {
+        snap.metrics.refused();
+        snap.metrics.count_rcode(rcode, req.protocol);
+    } else {
+        snap.metrics
+            .answered(view, by.kind(), rcode, req.protocol, started.elapsed());
+    }
 }
 
 /// An empty reply with TC=1 for a rate-limited client (RRL slip); `false` if the packet is no query.
@@ -477,18 +550,24 @@ pub(crate) async fn forward(
         ede,
     };
     wire::encode_reply(&query, &reply, limit(&query, job.protocol), out);
-    snap.metrics.answered(
+    let req = Request {
+        packet: &job.packet,
+        src: job.src,
+        local: None,
+        protocol: job.protocol,
+    };
+    count(
+        &snap,
         &job.view,
-        kind_of(&job.decided_by),
+        &job.decided_by,
         result.rcode,
-        job.protocol,
-        job.started.elapsed(),
+        req,
+        job.started,
     );
     log_query(
         &snap,
         &query,
-        job.src,
-        job.protocol,
+        req,
         &job.view,
         &job.decided_by,
         result.rcode,
@@ -496,96 +575,28 @@ pub(crate) async fn forward(
     );
 }
 
-/// RFC 8482: answer ANY with one RRset only.
-fn minimal_any(answers: &mut Vec<Record>, _name: &Name) {
-    if let Some(first) = answers.first().map(|r| r.record_type()) {
-        answers.retain(|r| r.record_type() == first);
-    }
-}
-
-/// CHAOS class: `version.bind` and `id.server` are answered locally; nothing else, and nothing is forwarded.
-fn chaos(
-    snap: &Snapshot,
-    query: &Query<'_>,
-    protocol: Protocol,
-    src: SocketAddr,
-    started: Instant,
-    out: &mut Vec<u8>,
-) -> Handled {
-    let lower = query.name.to_lowercase().to_string();
-    let text = match (lower.as_str(), query.qtype) {
-        ("version.bind." | "version.server.", RecordType::TXT) => {
-            Some(concat!("vpc-resolver ", env!("CARGO_PKG_VERSION")))
-        }
-        ("id.server." | "hostname.bind.", RecordType::TXT) => Some("vpc-resolver"),
-        _ => None,
-    };
-    let (rcode, answers) = match text {
-        Some(t) => {
-            let mut rec = Record::from_rdata(
-                query.name.clone(),
-                0,
-                RData::TXT(TXT::new(vec![t.to_string()])),
-            );
-            rec.dns_class = DNSClass::CH;
-            (ResponseCode::NoError, vec![rec])
-        }
-        None => (ResponseCode::Refused, Vec::new()),
-    };
-    let reply = Reply {
-        rcode,
-        authoritative: true,
-        answers: &answers,
-        authority: &[],
-        additional: &[],
-        ede: None,
-    };
-    wire::encode_reply(query, &reply, limit(query, protocol), out);
-    log_query(snap, query, src, protocol, "-", "chaos", rcode, started);
-    Handled::Reply
-}
-
-/// `endpoint:vpce-…` -> `endpoint`: a bounded label set for metrics.
-pub(crate) fn kind_of(decided_by: &str) -> &str {
-    decided_by.split(':').next().unwrap_or(decided_by)
-}
-
-#[allow(clippy::too_many_arguments)]
 fn log_query(
     snap: &Snapshot,
     query: &Query<'_>,
-    src: SocketAddr,
-    protocol: Protocol,
+    req: Request<'_>,
     view: &str,
-    decided_by: &str,
+    decided_by: &dyn Display,
     rcode: ResponseCode,
     started: Instant,
 ) {
     if snap.query_log {
         info!(
             target: "vpc_resolver::query",
-            client = %src.ip(),
-            port = src.port(),
-            proto = protocol.as_str(),
+            client = %req.src.ip(),
+            port = req.src.port(),
+            proto = req.protocol.as_str(),
             view,
             qname = %query.name,
             qtype = %query.qtype,
-            decided_by,
+            decided_by = %decided_by,
             rcode = %rcode,
             micros = started.elapsed().as_micros() as u64,
             "answered"
         );
     }
-}
-
-/// Builds the forwarding route for an outcome; `targets` may include the system resolvers.
-pub(crate) fn expand_targets(targets: &[Forwarding], system: &[SocketAddr]) -> Vec<SocketAddr> {
-    let mut out = Vec::new();
-    for t in targets {
-        match t {
-            Forwarding::Target(a) => out.push(*a),
-            Forwarding::System => out.extend_from_slice(system),
-        }
-    }
-    out
 }

@@ -27,9 +27,9 @@ use tracing::{debug, error, info, warn};
 pub use handler::Protocol;
 pub use metrics::Metrics;
 
-use crate::resolve::{Forwarding, Resolver};
+use crate::engine::{Engine, EngineError, Options};
 use crate::topology::{self, Diagnostics, LoadError, RateLimit, Topology, Upstream};
-use crate::upstream::{Forwarder, ForwarderConfig, Route};
+use crate::upstream::{Forwarder, ForwarderConfig};
 
 /// Where the topology comes from; `Files` and `Embedded` can be reloaded.
 #[derive(Debug, Clone)]
@@ -119,138 +119,43 @@ pub enum ServeError {
     },
 }
 
-/// One compiled topology with everything the query path needs; replaced whole on reload.
+/// One compiled topology with everything the query path needs; replaced whole on reload. The engine holds every
+/// policy (admission, views, routes); the snapshot adds only the server's own state.
 pub(crate) struct Snapshot {
-    pub(crate) resolver: Resolver,
+    pub(crate) engine: Engine,
     pub(crate) answers: answers::Answers,
     /// Routes of forwarded questions with a fixed decision (the forwarder's cache answers them).
     pub(crate) forwards: answers::Answers<answers::Forwarded>,
-    /// View names, for metrics on the hot path.
-    view_names: HashMap<crate::resolve::ViewKey, String>,
-    allow: Vec<IpNet>,
     rate_limit: Option<RateLimit>,
-    routes: HashMap<String, Route>,
-    system: Vec<SocketAddr>,
     pub(crate) query_log: bool,
     pub(crate) metrics: Arc<Metrics>,
 }
 
 impl Snapshot {
     fn new(
-        mut topo: Topology,
+        topo: Topology,
         cfg: &ServerConfig,
         local: &[SocketAddr],
         metrics: Arc<Metrics>,
     ) -> Result<Self, ServeError> {
-        if let Some(up) = &cfg.upstream {
-            topo.upstream = up.clone();
-        }
-        if let Some(view) = &cfg.default_view {
-            topo.default_view = match view.as_str() {
-                "public" => topology::ViewRef::Public,
-                key => topo
-                    .vpcs
-                    .iter()
-                    .position(|v| v.id == key || v.name.as_deref() == Some(key))
-                    .map(topology::ViewRef::Vpc)
-                    .ok_or_else(|| ServeError::UnknownView(view.clone()))?,
-            };
-        }
-        // Access: every VPC, its clients and the client networks (no open resolver), plus `allow`. Loopback is
-        // admitted by default, but a topology that writes `allow` lists exactly the extra sources it wants, so a
-        // lab can exclude part of 127/8. `--allow` (cfg.allow) only ever adds.
-        let mut allow: Vec<IpNet> = if topo.allow_explicit {
-            Vec::new()
-        } else {
-            topology::loopback()
-        };
-        for vpc in &topo.vpcs {
-            allow.extend(vpc.cidrs.iter().map(|c| IpNet::V4(*c)));
-            allow.extend(vpc.ipv6_cidr.map(IpNet::V6));
-            allow.extend(vpc.clients.iter().copied());
-        }
-        for n in &topo.networks {
-            allow.extend(n.cidrs.iter().copied());
-        }
-        allow.extend(topo.allow.iter().copied());
-        allow.extend(cfg.allow.iter().copied());
-        let system = system_nameservers(local);
-        let mut routes = HashMap::new();
-        let upstream_targets: Vec<Forwarding> = topo
-            .upstream
-            .iter()
-            .map(|u| match u {
-                Upstream::System => Forwarding::System,
-                Upstream::Addr(a) => Forwarding::Target(*a),
-            })
-            .collect();
-        routes.insert(
-            String::new(),
-            Route {
-                name: Arc::from("upstream"),
-                targets: handler::expand_targets(&upstream_targets, &system).into(),
-                source: None,
-            },
-        );
-        for rule in &topo.rules {
-            let source = rule
-                .outbound
-                .and_then(|o| topo.outbound_endpoints[o].ips.first().copied());
-            routes.insert(
-                rule.id.clone(),
-                Route {
-                    name: Arc::from(rule.id.as_str()),
-                    targets: rule.targets.clone().into(),
-                    source,
-                },
-            );
-        }
         let rate_limit = cfg.rate_limit.clone().or_else(|| topo.rate_limit.clone());
-        let resolver = Resolver::new(topo);
-        let answers = answers::Answers::new();
-        let forwards = answers::Answers::new();
-        let view_names = resolver
-            .view_keys()
-            .into_iter()
-            .map(|k| (k, resolver.view_of(k, String::new()).name))
-            .collect();
+        let options = Options {
+            allow: cfg.allow.clone(),
+            default_view: cfg.default_view.clone(),
+            upstream: cfg.upstream.clone(),
+            system: system_nameservers(local),
+        };
+        let engine = Engine::with_options(topo, &options).map_err(|e| match e {
+            EngineError::UnknownView(v) => ServeError::UnknownView(v),
+        })?;
         Ok(Self {
-            resolver,
-            answers,
-            forwards,
-            view_names,
-            allow,
+            engine,
+            answers: answers::Answers::new(),
+            forwards: answers::Answers::new(),
             rate_limit,
-            routes,
-            system,
             query_log: cfg.query_log,
             metrics,
         })
-    }
-
-    pub(crate) fn view_name(&self, key: crate::resolve::ViewKey) -> &str {
-        self.view_names.get(&key).map_or("public", String::as_str)
-    }
-
-    pub(crate) fn allowed(&self, ip: IpAddr) -> bool {
-        self.allow.iter().any(|n| n.contains(&ip))
-    }
-
-    /// The prebuilt route for a rule (or the upstream when `rule` is `None`).
-    pub(crate) fn route(
-        &self,
-        rule: Option<&str>,
-        targets: &[Forwarding],
-        source: Option<IpAddr>,
-    ) -> Route {
-        match self.routes.get(rule.unwrap_or("")) {
-            Some(r) => r.clone(),
-            None => Route {
-                name: Arc::from(rule.unwrap_or("upstream")),
-                targets: handler::expand_targets(targets, &self.system).into(),
-                source,
-            },
-        }
     }
 }
 
@@ -290,10 +195,12 @@ impl Responder {
         let mut scratch = handler::Scratch::default();
         match handler::handle(
             &self.snap,
-            packet,
-            src,
-            local,
-            protocol,
+            handler::Request {
+                packet,
+                src,
+                local,
+                protocol,
+            },
             &mut scratch,
             &mut out,
         ) {
@@ -525,7 +432,7 @@ impl Server {
             tasks.push(tokio::spawn(watch_loop(shared.clone())));
         }
         let snap = shared.snapshot.load();
-        info!(topology = %snap.resolver.topology().summary(), "serving");
+        info!(topology = %snap.engine.topology().summary(), "serving");
         Ok(RunningServer {
             shared,
             udp: udp_addrs,
@@ -633,7 +540,7 @@ async fn reload(shared: &Arc<Shared>) -> Result<(), Diagnostics> {
     })?;
     match built {
         Ok(snap) => {
-            info!(topology = %snap.resolver.topology().summary(), "reloaded");
+            info!(topology = %snap.engine.topology().summary(), "reloaded");
             shared.snapshot.store(Arc::new(snap));
             shared.metrics.reload(true);
             Ok(())
@@ -721,10 +628,12 @@ async fn udp_loop(sock: Arc<UdpSocket>, shared: Arc<Shared>) {
         let snap = shared.snapshot.load_full();
         let handled = handler::handle(
             &snap,
-            &buf[..n],
-            src,
-            local,
-            Protocol::Udp,
+            handler::Request {
+                packet: &buf[..n],
+                src,
+                local,
+                protocol: Protocol::Udp,
+            },
             &mut scratch,
             &mut out,
         );
@@ -913,10 +822,12 @@ async fn tcp_conn(
         out.clear();
         match handler::handle(
             &snap,
-            &buf,
-            src,
-            local,
-            Protocol::Tcp,
+            handler::Request {
+                packet: &buf,
+                src,
+                local,
+                protocol: Protocol::Tcp,
+            },
             &mut scratch,
             &mut out,
         ) {

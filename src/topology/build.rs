@@ -552,6 +552,33 @@ struct PendingIp {
 }
 
 impl Builder<'_> {
+    /// `allowed_sources` of a Resolver endpoint: CIDRs, inbound endpoints only.
+    fn allowed_sources(
+        &self,
+        ctx: &mut Ctx<'_>,
+        o: Origin<'_>,
+        path: &YamlPath,
+        inbound: bool,
+        list: Option<&[String]>,
+    ) -> Option<Vec<IpNet>> {
+        let list = list?;
+        let path = path.key("allowed_sources");
+        if !inbound {
+            ctx.err(o.file, &path, "only inbound endpoints take `allowed_sources` (their security group's DNS ingress); remove it here");
+            return None;
+        }
+        let nets = list
+            .iter()
+            .enumerate()
+            .filter_map(|(j, t)| {
+                parse_net(t)
+                    .map_err(|m| ctx.err(o.file, &path.index(j), m))
+                    .ok()
+            })
+            .collect();
+        Some(nets)
+    }
+
     fn lookup_vpc(
         &self,
         ctx: &mut Ctx<'_>,
@@ -770,7 +797,14 @@ impl Builder<'_> {
                             }
                         }
                     }
-                    let ep = ResolverEndpoint { id, vpc, ips };
+                    let allowed_sources =
+                        self.allowed_sources(ctx, o, &path, inbound, r.allowed_sources.as_deref());
+                    let ep = ResolverEndpoint {
+                        id,
+                        vpc,
+                        ips,
+                        allowed_sources,
+                    };
                     if inbound {
                         self.topo.inbound_endpoints.push(ep)
                     } else {

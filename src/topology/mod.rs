@@ -327,6 +327,8 @@ pub struct ResolverEndpoint {
     pub id: String,
     pub vpc: usize,
     pub ips: Vec<IpAddr>,
+    /// Inbound endpoints: sources its security group admits; `None` = any source.
+    pub allowed_sources: Option<Vec<IpNet>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -211,6 +211,8 @@ pub struct ResolverEndpoint {
     pub vpc: Option<String>,
     /// Default: one address in each of the VPC's first two AZs (AWS requires two).
     pub ips: Option<Vec<String>>,
+    /// Inbound endpoints: the source CIDRs its security group admits for DNS; absent = any source.
+    pub allowed_sources: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

@@ -3,7 +3,8 @@
 //! A case file names a topology, then blocks of `from SRC [to LOCAL] query NAME TYPE`, an `expect` line and the
 //! expected answer records in zone-file form (compared as sorted sets):
 //! `expect NOERROR|NXDOMAIN|NODATA|REFUSED|SERVFAIL`, or `expect FORWARD upstream|RULE_ID [TARGET...] [from SOURCE]`.
-//! `view NAME` after `expect` checks the view too.
+//! `view NAME` after `expect` checks the view too. `allow: CIDR...` after the topology line admits more sources, as
+//! `serve --allow` does (the internet's view is asked from documentation addresses that must be allowed first).
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -11,7 +12,8 @@ use std::str::FromStr;
 
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{Name, Record, RecordType};
-use vpc_resolver::resolve::{Client, Forwarding, Outcome, Resolver};
+use ipnet::IpNet;
+use vpc_resolver::engine::{Client, Engine, Forwarding, Options, Outcome};
 
 fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
@@ -27,8 +29,9 @@ struct Case {
     records: Vec<String>,
 }
 
-fn parse_cases(text: &str) -> (String, Vec<Case>) {
+fn parse_cases(text: &str) -> (String, Vec<IpNet>, Vec<Case>) {
     let mut topology = String::new();
+    let mut allow = Vec::new();
     let mut cases: Vec<Case> = Vec::new();
     for (n, raw) in text.lines().enumerate() {
         let line = raw.split(" #").next().unwrap_or("").trim();
@@ -38,6 +41,7 @@ fn parse_cases(text: &str) -> (String, Vec<Case>) {
         let words: Vec<&str> = line.split_whitespace().collect();
         match words[0] {
             "topology:" => topology = words[1].to_string(),
+            "allow:" => allow.extend(words[1..].iter().map(|w| w.parse::<IpNet>().unwrap())),
             "from" => {
                 let src: IpAddr = words[1].parse().unwrap();
                 let (local, rest) = if words[2] == "to" {
@@ -68,15 +72,19 @@ fn parse_cases(text: &str) -> (String, Vec<Case>) {
                 .push(words.join(" ").to_lowercase()),
         }
     }
-    (topology, cases)
+    (topology, allow, cases)
 }
 
 fn check_case_file(path: &Path) -> Vec<String> {
     let text = std::fs::read_to_string(path).unwrap();
-    let (topology, cases) = parse_cases(&text);
+    let (topology, allow, cases) = parse_cases(&text);
     let topo = vpc_resolver::topology::load(&[repo(&topology)])
         .unwrap_or_else(|e| panic!("{}: {e}", topology));
-    let resolver = Resolver::new(topo);
+    let options = Options {
+        allow,
+        ..Options::default()
+    };
+    let resolver = Engine::with_options(topo, &options).unwrap();
     let mut failures = Vec::new();
     let file = path.file_name().unwrap().to_string_lossy().to_string();
     for case in cases {
@@ -97,23 +105,20 @@ fn check_case_file(path: &Path) -> Vec<String> {
                 };
                 (vec![code], answers.clone())
             }
-            Outcome::Forward {
-                rule,
-                targets,
-                source,
-                answers,
-                ..
-            } => {
+            Outcome::Forward { route, answers, .. } => {
                 let mut v = vec![
                     "FORWARD".to_string(),
-                    rule.clone().unwrap_or_else(|| "upstream".into()),
+                    route
+                        .rule
+                        .as_deref()
+                        .map_or_else(|| "upstream".into(), str::to_string),
                 ];
-                if rule.is_some() {
-                    v.extend(targets.iter().map(|t| match t {
+                if route.rule.is_some() {
+                    v.extend(route.listed.iter().map(|t| match t {
                         Forwarding::Target(a) => a.to_string(),
                         Forwarding::System => "system".into(),
                     }));
-                    if let Some(s) = source {
+                    if let Some(s) = route.source {
                         v.push("from".into());
                         v.push(s.to_string());
                     }

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use hickory_proto::rr::{Name, RecordType};
+use vpc_resolver::engine::{Client, Engine, Options};
 use vpc_resolver::explain;
-use vpc_resolver::resolve::{Client, Resolver};
 
 fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
@@ -62,7 +62,18 @@ fn queries(case_file: &str) -> Vec<(String, Client, String, String)> {
 fn explain_snapshots_of_the_reference_table() {
     let topo =
         vpc_resolver::topology::load(&[repo("zones/scenarios/reference-lab.yaml")]).expect("lab");
-    let resolver = Resolver::new(topo);
+    // The case file's `allow:` line admits the internet's documentation addresses, as `--allow` would.
+    let text = std::fs::read_to_string(repo("tests/cases/reference-lab.case")).expect("case file");
+    let allow = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("allow:"))
+        .flat_map(|l| l.split_whitespace().map(|w| w.parse().expect("CIDR")))
+        .collect();
+    let options = Options {
+        allow,
+        ..Options::default()
+    };
+    let resolver = Engine::with_options(topo, &options).expect("engine");
     let dir = repo("tests/snapshots/explain");
     let update = std::env::var_os("UPDATE_SNAPSHOTS").is_some();
     let mut failures = Vec::new();

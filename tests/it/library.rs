@@ -33,6 +33,7 @@ endpoints:
       - {{ subnet: subnet-0bbb000000000000b, ip: 10.0.2.25 }}
 hosted_zones:
   - {{ name: corp.internal, records: [ {{ name: db, type: A, value: {db} }} ] }}
+allow: [203.0.113.0/24]
 "
     )
 }
@@ -76,6 +77,20 @@ fn pure_resolve_by_place() {
         outside.outcome
     );
     assert!(answer_addresses(&outside).is_empty());
+
+    // A source listed nowhere may not ask: the engine refuses, as the server does.
+    let stranger = resolve_once(
+        &topo,
+        ip("198.51.100.9"),
+        "sts.us-east-1.amazonaws.com",
+        RecordType::A,
+    )
+    .expect("name");
+    assert!(
+        matches!(stranger.outcome, Outcome::Refused { .. }),
+        "{:?}",
+        stranger.outcome
+    );
 
     assert!(resolve_once(&topo, ip("10.0.9.9"), "bad..name", RecordType::A).is_err());
 }

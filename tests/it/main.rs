@@ -6,6 +6,7 @@ mod explain; // snapshots of `explain` for every row of the reference table
 mod forwarding; // the forwarder against real dnsmasq/unbound peers and black holes
 mod hybrid; // inbound/outbound endpoints, loops, and the two-site demo in network namespaces
 mod import; // `import aws` end to end: moto and hand-written AWS JSON, check, serve, dig the names
+mod invariants; // the engine is pure; only the command line prints
 mod library; // the library API for test suites: parse, resolve_once, serve on :0, set_topology, shutdown
 mod netns; // the glibc resolver (getent) in a network namespace against the real binary
 mod peers; // helpers that start real DNS servers on loopback

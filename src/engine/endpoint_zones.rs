@@ -1,0 +1,155 @@
+//! Authority: the private DNS names of interface endpoints, each a hidden private zone in the endpoint's VPC, as AWS
+//! models them (reference §1.1, §1.4): shadowing, NODATA and wildcard apexes follow the zone rules. S3 endpoints
+//! with private DNS only for inbound Resolver endpoints stand aside for clients inside the VPC (§3.3).
+
+use std::sync::Arc;
+
+use hickory_proto::rr::rdata;
+use hickory_proto::rr::{LowerName, Name, RData, Record};
+
+use super::authority::{
+    Ask, Authority, Compile, Described, Flow, Lost, Registration, Resolved, Scope,
+};
+use super::zone::Zone;
+use super::{DecidedBy, ENDPOINT_TTL, Trace, name, record};
+use crate::catalog;
+use crate::topology::{Endpoint, EndpointKind};
+
+#[derive(Debug)]
+pub(crate) struct EndpointZones {
+    /// (zone, its endpoint's VPC, endpoint id).
+    zones: Vec<(Zone, usize, Arc<str>)>,
+    soa: Record,
+}
+
+/// The A/AAAA records of an endpoint's ENIs (of one AZ when given) owned by `owner`.
+pub(crate) fn endpoint_addresses(
+    e: &Endpoint,
+    owner: &Name,
+    az: Option<&str>,
+    dualstack_name: bool,
+) -> Vec<Record> {
+    let (want_a, want_aaaa) = e.dns_record_ip_type.answers(dualstack_name);
+    let mut out = Vec::new();
+    for eni in e.enis.iter().filter(|eni| az.is_none_or(|az| eni.az == az)) {
+        if want_a && let Some(ip) = eni.ip {
+            out.push(record(owner, ENDPOINT_TTL, RData::A(ip.into())));
+        }
+        if want_aaaa && let Some(ip) = eni.ipv6 {
+            out.push(record(owner, ENDPOINT_TTL, RData::AAAA(ip.into())));
+        }
+    }
+    out
+}
+
+/// The Regional `vpce-…` name of an interface endpoint.
+pub(crate) fn regional_name(e: &Endpoint, region: &str) -> Name {
+    let domain = catalog::vpce_domain(&e.service.endpoint_service_id, region);
+    name(&format!("{}.{domain}", e.name_prefix()))
+}
+
+impl EndpointZones {
+    pub(crate) fn compile(c: &Compile<'_>) -> Self {
+        let mut zones = Vec::new();
+        for e in &c.topo.endpoints {
+            if e.kind == EndpointKind::Interface && e.private_dns {
+                zones.extend(endpoint_zones(e, &c.topo.region));
+            }
+        }
+        Self {
+            zones,
+            soa: c.soa.clone(),
+        }
+    }
+}
+
+/// The hidden zones of one endpoint: names that share a zone (s3.R and *.s3.R) merge into it.
+fn endpoint_zones(e: &Endpoint, region: &str) -> Vec<(Zone, usize, Arc<str>)> {
+    let regional = regional_name(e, region);
+    let custom = e.service.evidence == catalog::Evidence::User;
+    let id: Arc<str> = Arc::from(e.id.as_str());
+    let mut own: Vec<(Zone, usize, Arc<str>)> = Vec::new();
+    for dns_name in &e.service.private_dns_names {
+        let (wildcard, bare) = match dns_name.strip_prefix("*.") {
+            Some(rest) => (true, rest),
+            None => (false, dns_name.as_str()),
+        };
+        let zone_name = name(bare);
+        let zi = match own.iter().position(|(z, _, _)| z.name == zone_name) {
+            Some(zi) => zi,
+            None => {
+                let label = format!(
+                    "the private DNS zone {zone_name} of endpoint {} ({})",
+                    e.id, e.service.name
+                );
+                let mut zone = Zone::new(zone_name.clone(), label, "§1.1, §1.4");
+                zone.inbound_only = e.inbound_only;
+                own.push((zone, e.vpc, id.clone()));
+                own.len() - 1
+            }
+        };
+        let owner = if wildcard {
+            name(&format!("*.{bare}"))
+        } else {
+            zone_name
+        };
+        let recs = if custom {
+            // Endpoint services: a CNAME to the endpoint's Regional name (reference §7).
+            vec![record(
+                &owner,
+                ENDPOINT_TTL,
+                RData::CNAME(rdata::CNAME(regional.clone())),
+            )]
+        } else {
+            endpoint_addresses(e, &owner, None, bare.ends_with(".api.aws"))
+        };
+        own[zi]
+            .0
+            .records
+            .entry(LowerName::new(&owner))
+            .or_default()
+            .extend(recs);
+    }
+    for (zone, _, _) in &mut own {
+        zone.seal();
+    }
+    own
+}
+
+impl Authority for EndpointZones {
+    fn registrations(&self) -> Vec<Registration> {
+        self.zones
+            .iter()
+            .enumerate()
+            .map(|(i, (zone, vpc, _))| Registration {
+                scope: Scope::Vpc(*vpc),
+                domain: LowerName::new(&zone.name),
+                entry: i as u32,
+            })
+            .collect()
+    }
+
+    fn lookup(&self, entry: u32, ask: &Ask<'_>, trace: &mut Trace) -> Flow {
+        let (zone, _, id) = &self.zones[entry as usize];
+        if zone.inbound_only && !ask.view.via_inbound {
+            trace.add("§3.3", || format!("{} is private DNS only for inbound Resolver endpoints: a client inside the VPC gets the public answer (its traffic takes the S3 gateway endpoint)", zone.label));
+            return Flow::Pass(Lost::InboundOnly);
+        }
+        let mut fixed = true;
+        let answer = zone.answer(&self.soa, ask.qname, ask.qtype, trace, &mut fixed);
+        Flow::Decide {
+            by: DecidedBy::EndpointZone(id.clone()),
+            resolved: Resolved::Answer(answer),
+            fixed,
+        }
+    }
+
+    fn describe(&self, entry: u32, _domain: &LowerName) -> Described {
+        let (zone, _, id) = &self.zones[entry as usize];
+        Described {
+            kind: "endpoint private DNS",
+            label: zone.label.clone(),
+            by: DecidedBy::EndpointZone(id.clone()),
+        }
+    }
+}

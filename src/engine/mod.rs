@@ -1,0 +1,992 @@
+//! The decision engine: who may ask, which view answers, and what that view answers. Pure and synchronous — no
+//! I/O, no clock, no logging — so it is tested through case files, and `explain` is what is served.
+//!
+//! One call decides a query: [`Engine::decide`] (or [`Engine::explain`], the same decision with the trace of why
+//! and the judged candidates) takes the [`Client`] (source and the local address the query arrived on) and the
+//! [`Question`], and returns a [`Decision`]: the [`View`], the [`Outcome`] (an answer, positive or negative with
+//! its SOA; a [`Route`] to forward to; or a refusal with its [`Reason`] and Extended DNS Error) and the typed
+//! verdict [`DecidedBy`]. The server encodes, forwards, logs and counts what it is told, and keeps no policy.
+//!
+//! Order of a decision: view (`views`), admission (`admission`), protocol policy (`protocol`), DNS support of the
+//! VPC, then the names: the VPC's authorities, most specific domain first, then the authorities every view sees
+//! (public `vpce-…` names), then the upstream resolvers; CNAMEs to local names are followed in the same view.
+//!
+//! # Adding a kind of authority
+//!
+//! 1. Write `src/engine/<kind>.rs` with a type that has `compile(&Compile) -> Self` and implements
+//!    [`authority::Authority`]: `registrations()` lists the (scope, domain, entry) places it covers (a VPC's view,
+//!    or every view); `lookup(entry, ask, trace)` returns a `Flow` — `Decide { by, resolved, fixed }` (an answer or
+//!    a forward route; `fixed` when the answer is the same for every query of the view, name and type),
+//!    `Pass(Lost::…)` (not applicable here; the walk goes on) or `Shield` (less specific forwarders stand aside);
+//!    `describe` names it for `explain`. Trace steps go through `trace.add(reference, || text)`.
+//! 2. Add one line to [`registry`]. Its position there is its precedence against other authorities registered
+//!    at the same domain (rules first: a forward rule beats a zone of the same name).
+//! 3. Add its verdict to [`DecidedBy`] (with its `kind()` label for metrics) and, if it can lose in a new way,
+//!    a variant to [`Lost`] with its words in `explain.rs`.
+//!
+//! Authorities that act on every query rather than at a domain (a firewall) fit the same interface registered at
+//! the root domain `.` of each VPC they apply to; they are consulted last in the walk unless registered first.
+
+mod admission;
+mod authority;
+mod ec2_names;
+mod endpoint_zones;
+mod hosted_zones;
+mod prefix;
+mod protocol;
+mod rules;
+mod views;
+mod vpce_names;
+mod zone;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::str::FromStr;
+use std::sync::Arc;
+
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::rdata::SOA;
+use hickory_proto::rr::{DNSClass, LowerName, Name, RData, Record, RecordType};
+use ipnet::IpNet;
+use serde::Serialize;
+
+pub use authority::{Answer, Lost};
+
+use admission::{Admission, Admit};
+use authority::{Ask, Authority, Compile, Flow, Resolved, Scope};
+use views::{Views, Why};
+
+use crate::catalog;
+use crate::topology::{Topology, Upstream, ViewRef};
+
+/// TTL of endpoint answers: [OBS] for vpce names, [INF] for private DNS names (reference §1.3).
+pub(crate) const ENDPOINT_TTL: u32 = 60;
+/// CNAME chains longer than this end in SERVFAIL.
+const MAX_CNAME_CHAIN: usize = 8;
+
+/// Extended DNS Error codes (RFC 8914) the engine's refusals carry.
+pub const EDE_PROHIBITED: u16 = 18;
+pub const EDE_NOT_SUPPORTED: u16 = 21;
+
+/// The authorities, in precedence order at one domain. One line per kind.
+fn registry(c: &Compile<'_>) -> Vec<Box<dyn Authority>> {
+    vec![
+        Box::new(rules::Rules::compile(c)),
+        Box::new(endpoint_zones::EndpointZones::compile(c)),
+        Box::new(hosted_zones::HostedZones::compile(c)),
+        Box::new(ec2_names::Ec2Names::compile(c)),
+        Box::new(vpce_names::VpceNames::compile(c)),
+    ]
+}
+
+/// Who is asking: the source address and, when known, the local address the query arrived on.
+#[derive(Debug, Clone, Copy)]
+pub struct Client {
+    pub src: IpAddr,
+    pub local: Option<IpAddr>,
+}
+
+impl Client {
+    pub fn from(src: IpAddr) -> Self {
+        Self { src, local: None }
+    }
+}
+
+/// What is asked.
+#[derive(Debug, Clone, Copy)]
+pub struct Question<'a> {
+    pub name: &'a Name,
+    pub qtype: RecordType,
+    pub qclass: DNSClass,
+}
+
+impl<'a> Question<'a> {
+    /// A class IN question.
+    pub fn new(name: &'a Name, qtype: RecordType) -> Self {
+        Self {
+            name,
+            qtype,
+            qclass: DNSClass::IN,
+        }
+    }
+}
+
+/// A view, compactly: the VPC (or public) and whether the query came through an inbound endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ViewKey {
+    pub vpc: Option<u32>,
+    pub via_inbound: bool,
+}
+
+/// The view of a client the engine admitted; only [`Engine::admit`] makes one, so a table keyed by it (prepared
+/// answers) can never answer a client the engine would refuse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Admitted(ViewKey);
+
+impl Admitted {
+    pub fn view(self) -> ViewKey {
+        self.0
+    }
+}
+
+/// The view that answers, and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct View {
+    /// Index into `Topology::vpcs`; `None` for the public view.
+    #[serde(skip)]
+    pub vpc: Option<usize>,
+    #[serde(skip)]
+    pub key: ViewKey,
+    /// `vpc-…` or `public`.
+    pub name: String,
+    /// The query came through a Resolver inbound endpoint (or a network mapped to one).
+    pub via_inbound: bool,
+    pub why: String,
+}
+
+/// One step of the reasoning, for `explain` and the debug log.
+#[derive(Debug, Clone, Serialize)]
+pub struct Step {
+    pub text: String,
+    /// The section of the AWS behaviour reference that backs this step.
+    pub reference: &'static str,
+}
+
+/// The steps of a decision, put into words only when someone will read them.
+pub struct Trace(Option<Vec<Step>>);
+
+impl Trace {
+    fn new(words: bool) -> Self {
+        Self(words.then(Vec::new))
+    }
+
+    pub(crate) fn add(&mut self, reference: &'static str, text: impl FnOnce() -> String) {
+        if let Some(steps) = &mut self.0 {
+            steps.push(Step {
+                text: text(),
+                reference,
+            });
+        }
+    }
+
+    fn words(&self) -> bool {
+        self.0.is_some()
+    }
+
+    fn into_steps(self) -> Vec<Step> {
+        self.0.unwrap_or_default()
+    }
+}
+
+/// What to do with the question.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// Answer locally: records, or NXDOMAIN/NODATA with the zone's SOA in `authority`.
+    Answer {
+        rcode: ResponseCode,
+        authoritative: bool,
+        answers: Vec<Record>,
+        authority: Vec<Record>,
+    },
+    /// Send `name` (the question, or the end of a local CNAME chain) along `route`; prepend `answers` to the reply.
+    Forward {
+        route: Arc<Route>,
+        name: Name,
+        answers: Vec<Record>,
+    },
+    /// Not answered for this client: REFUSED with the reason's Extended DNS Error.
+    Refused { reason: Reason },
+    /// Local data is broken (a CNAME chain too long).
+    ServFail { reason: String },
+}
+
+/// Where a forwarded question goes, as the topology writes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Forwarding {
+    Target(SocketAddr),
+    /// The system resolver's nameservers.
+    System,
+}
+
+/// A forwarding route: compiled once per rule (and for the upstream), returned by reference count.
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// The rule id, or `upstream`: the forwarder's cache keeps answers of different routes apart.
+    pub name: Arc<str>,
+    /// The forward rule, `None` for the upstream resolvers.
+    pub rule: Option<Arc<str>>,
+    /// The targets as written (`system` stays one entry), for `explain`.
+    pub listed: Vec<Forwarding>,
+    /// The addresses to send to, `system` expanded to the system resolvers.
+    pub targets: Arc<[SocketAddr]>,
+    /// The outbound endpoint address to send from (the first of the rule's outbound endpoint).
+    pub source: Option<IpAddr>,
+}
+
+/// Why a query is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reason {
+    /// The source may not ask here (spec "Who may ask").
+    SourceNotAllowed,
+    /// The inbound endpoint's security group (`allowed_sources`) does not admit the source.
+    InboundSecurityGroup(String),
+    /// The VPC has `enable_dns_support` off.
+    DnsSupportOff,
+    ZoneTransfer,
+    ClassNotSupported,
+}
+
+impl Reason {
+    /// The Extended DNS Error (RFC 8914) code the reply carries.
+    pub fn ede(&self) -> u16 {
+        match self {
+            Self::ClassNotSupported => EDE_NOT_SUPPORTED,
+            _ => EDE_PROHIBITED,
+        }
+    }
+
+    /// The EDE text.
+    pub fn text(&self) -> &'static str {
+        match self {
+            Self::SourceNotAllowed => "source not allowed",
+            Self::InboundSecurityGroup(_) => "source not allowed by the inbound endpoint",
+            Self::DnsSupportOff => "enable_dns_support is off",
+            Self::ZoneTransfer => "zone transfers are not offered",
+            Self::ClassNotSupported => "only class IN",
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::InboundSecurityGroup(id) => write!(f, "{} {id}", self.text()),
+            _ => f.write_str(self.text()),
+        }
+    }
+}
+
+/// What decided, as data.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum DecidedBy {
+    /// The private DNS zone of this endpoint.
+    EndpointZone(Arc<str>),
+    /// This private hosted zone (its name without the final dot).
+    HostedZone(Arc<str>),
+    /// This Resolver rule.
+    Rule(Arc<str>),
+    Ec2Name,
+    Ec2Reverse,
+    VpceName,
+    Upstream,
+    DnsSupportOff,
+    /// Refused by "Who may ask".
+    Admission,
+    /// Class or zone-transfer policy.
+    Protocol,
+    Chaos,
+}
+
+impl DecidedBy {
+    /// A bounded label for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::EndpointZone(_) => "endpoint",
+            Self::HostedZone(_) => "phz",
+            Self::Rule(_) => "rule",
+            Self::Ec2Name => "ec2-internal",
+            Self::Ec2Reverse => "ec2-reverse",
+            Self::VpceName => "vpce-name",
+            Self::Upstream => "upstream",
+            Self::DnsSupportOff => "dns-support-off",
+            Self::Admission => "admission",
+            Self::Protocol => "protocol",
+            Self::Chaos => "chaos",
+        }
+    }
+}
+
+impl fmt::Display for DecidedBy {
+    /// `endpoint:vpce-…`, `phz:corp.internal`, `rule:rslvr-rr-…`, else the kind: the query log's `decided_by`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::EndpointZone(id) | Self::HostedZone(id) | Self::Rule(id) => {
+                write!(f, "{}:{id}", self.kind())
+            }
+            other => f.write_str(other.kind()),
+        }
+    }
+}
+
+impl PartialEq<&str> for DecidedBy {
+    fn eq(&self, other: &&str) -> bool {
+        match self {
+            Self::EndpointZone(id) | Self::HostedZone(id) | Self::Rule(id) => {
+                other
+                    .strip_prefix(self.kind())
+                    .and_then(|rest| rest.strip_prefix(':'))
+                    == Some(&**id)
+            }
+            _ => *other == self.kind(),
+        }
+    }
+}
+
+impl Serialize for DecidedBy {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// Something that could decide the question's name, judged: every authority whose domain is the name or a parent,
+/// in this view or (as lost) in another.
+#[derive(Debug, Clone, Serialize)]
+pub struct Candidate {
+    /// The domain the candidate covers.
+    pub domain: String,
+    /// `endpoint private DNS`, `private hosted zone`, `forward rule`, `system rule`, `EC2 internal names`, ...
+    pub kind: &'static str,
+    pub label: String,
+    pub decided_by: DecidedBy,
+    pub won: bool,
+    /// Why it did not decide; `None` for the winner.
+    #[serde(flatten)]
+    pub lost: Option<Lost>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Decision {
+    pub view: View,
+    pub outcome: Outcome,
+    /// Empty unless the decision was explained.
+    pub trace: Vec<Step>,
+    pub decided_by: DecidedBy,
+    /// The answer is fixed for this view, name and type (no wildcard, no synthesized or NXDOMAIN name), so it may
+    /// be prepared once and replayed.
+    pub fixed: bool,
+    /// The judged candidates for the question's name (only when explained).
+    pub candidates: Vec<Candidate>,
+}
+
+/// What the command line or the server adds to the topology.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Sources allowed besides the defaults (`--allow`): only ever adds.
+    pub allow: Vec<IpNet>,
+    /// Replaces the topology's `default_view`: a VPC id or name, or `public`.
+    pub default_view: Option<String>,
+    /// Replaces the topology's `upstream`.
+    pub upstream: Option<Vec<Upstream>>,
+    /// The system resolvers (`system` in upstreams), read by the caller.
+    pub system: Vec<SocketAddr>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("default view `{0}` is neither `public` nor a VPC id or name of the topology")]
+    UnknownView(String),
+}
+
+/// One authority at one registration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Slot {
+    auth: u16,
+    entry: u32,
+}
+
+type Table = HashMap<LowerName, Vec<Slot>>;
+
+/// A candidate the walk consulted, for `explain`.
+struct Seen {
+    domain: LowerName,
+    slot: Slot,
+    lost: Option<Lost>,
+}
+
+/// The walk's result.
+struct Hit {
+    by: DecidedBy,
+    resolved: Resolved,
+    fixed: bool,
+    /// Where the winner sits (None: the upstream), for judging the others.
+    at: Option<(LowerName, Slot)>,
+}
+
+/// A compiled topology, ready to answer. Immutable; a reload builds a new one.
+#[derive(Debug)]
+pub struct Engine {
+    topo: Arc<Topology>,
+    auths: Vec<Box<dyn Authority>>,
+    /// Per VPC: domain -> the authorities registered there, in precedence order.
+    vpc_tables: Vec<Table>,
+    /// Authorities every view sees.
+    everywhere: Table,
+    /// Domain -> (VPC, slot) of every VPC: only `explain` reads it (candidates of other views).
+    all_vpcs: HashMap<LowerName, Vec<(usize, Slot)>>,
+    views: Views,
+    admission: Admission,
+    upstream: Arc<Route>,
+}
+
+/// The name the engine was called before it decided admission too.
+pub type Resolver = Engine;
+
+pub(crate) fn name(text: &str) -> Name {
+    let mut n = Name::from_str(text).unwrap_or_else(|_| Name::root());
+    n.set_fqdn(true);
+    n.to_lowercase()
+}
+
+pub(crate) fn record(owner: &Name, ttl: u32, data: RData) -> Record {
+    Record::from_rdata(owner.clone(), ttl, data)
+}
+
+/// The SOA Route 53 puts in every private hosted zone.
+fn r53_soa(zone: &Name) -> Record {
+    let soa = SOA::new(
+        name("ns-1536.awsdns-00.co.uk."),
+        name("awsdns-hostmaster.amazon.com."),
+        1,
+        7200,
+        900,
+        1_209_600,
+        86400,
+    );
+    record(zone, 900, RData::SOA(soa))
+}
+
+fn default_view(topo: &Topology, view: Option<&str>) -> Result<ViewRef, EngineError> {
+    match view {
+        None => Ok(topo.default_view),
+        Some("public") => Ok(ViewRef::Public),
+        Some(key) => topo
+            .vpcs
+            .iter()
+            .position(|v| v.id == key || v.name.as_deref() == Some(key))
+            .map(ViewRef::Vpc)
+            .ok_or_else(|| EngineError::UnknownView(key.to_string())),
+    }
+}
+
+fn upstream_route(upstream: &[Upstream], system: &[SocketAddr]) -> Route {
+    let listed: Vec<Forwarding> = upstream
+        .iter()
+        .map(|u| match u {
+            Upstream::System => Forwarding::System,
+            Upstream::Addr(a) => Forwarding::Target(*a),
+        })
+        .collect();
+    let mut targets = Vec::new();
+    for t in &listed {
+        match t {
+            Forwarding::Target(a) => targets.push(*a),
+            Forwarding::System => targets.extend_from_slice(system),
+        }
+    }
+    Route {
+        name: Arc::from("upstream"),
+        rule: None,
+        listed,
+        targets: targets.into(),
+        source: None,
+    }
+}
+
+impl Engine {
+    /// Compiles `topology` as written.
+    pub fn new(topology: Topology) -> Self {
+        Self::compile(topology, &Options::default(), ViewRef::Public, false)
+    }
+
+    /// Compiles `topology` with what the command line adds.
+    pub fn with_options(topology: Topology, options: &Options) -> Result<Self, EngineError> {
+        let view = default_view(&topology, options.default_view.as_deref())?;
+        Ok(Self::compile(topology, options, view, true))
+    }
+
+    fn compile(mut topo: Topology, options: &Options, view: ViewRef, set_view: bool) -> Self {
+        if set_view {
+            topo.default_view = view;
+        }
+        if let Some(up) = &options.upstream {
+            topo.upstream = up.clone();
+        }
+        let compile = Compile {
+            topo: &topo,
+            soa: r53_soa(&Name::root()),
+            ec2_domain: name(&catalog::ec2_internal_domain(&topo.region)),
+        };
+        let auths = registry(&compile);
+        let mut vpc_tables: Vec<Table> = vec![HashMap::new(); topo.vpcs.len()];
+        let mut everywhere = Table::new();
+        let mut all_vpcs: HashMap<LowerName, Vec<(usize, Slot)>> = HashMap::new();
+        for (ai, auth) in auths.iter().enumerate() {
+            for r in auth.registrations() {
+                let slot = Slot {
+                    auth: ai as u16,
+                    entry: r.entry,
+                };
+                match r.scope {
+                    Scope::Vpc(vi) => {
+                        all_vpcs
+                            .entry(r.domain.clone())
+                            .or_default()
+                            .push((vi, slot));
+                        vpc_tables[vi].entry(r.domain).or_default().push(slot);
+                    }
+                    Scope::Everywhere => everywhere.entry(r.domain).or_default().push(slot),
+                }
+            }
+        }
+        let views = Views::compile(&topo, topo.default_view);
+        let admission = Admission::compile(&topo, &options.allow);
+        let upstream = Arc::new(upstream_route(&topo.upstream, &options.system));
+        Self {
+            topo: Arc::new(topo),
+            auths,
+            vpc_tables,
+            everywhere,
+            all_vpcs,
+            views,
+            admission,
+            upstream,
+        }
+    }
+
+    pub fn topology(&self) -> &Topology {
+        &self.topo
+    }
+
+    /// Admission and view only: the hot path in front of prepared answers.
+    pub fn admit(&self, client: Client) -> Result<Admitted, Reason> {
+        let src = client.src.to_canonical();
+        let arrival = self.views.arrival(client.local);
+        self.admission.admit(src, arrival)?;
+        let (key, _) = self.views.choose(src, arrival, client.local);
+        Ok(Admitted(key))
+    }
+
+    /// Which view answers `client` (spec "Which view answers a client"), with why.
+    pub fn view(&self, client: Client) -> View {
+        let src = client.src.to_canonical();
+        let local = client.local.map(|l| l.to_canonical());
+        let arrival = self.views.arrival(local);
+        let (key, why) = self.views.choose(src, arrival, local);
+        self.view_of(key, self.why_text(key, why, src))
+    }
+
+    fn why_text(&self, key: ViewKey, why: Why, src: IpAddr) -> String {
+        match why {
+            Why::Arrival(local) => format!(
+                "the query arrived on {local}, {} of {}",
+                if key.via_inbound {
+                    "an inbound Resolver endpoint address"
+                } else {
+                    "the VPC resolver address (base + 2)"
+                },
+                self.topo.vpcs[key.vpc.unwrap_or_default() as usize].label()
+            ),
+            Why::Source(i) => format!("source {src} is in {}", self.views.source_text(i)),
+            Why::Default => match key.vpc {
+                Some(vi) => format!(
+                    "source {src} matches no VPC or network; default_view is {}",
+                    self.topo.vpcs[vi as usize].label()
+                ),
+                None => format!(
+                    "source {src} matches no VPC, client network or inbound endpoint; default_view is public"
+                ),
+            },
+        }
+    }
+
+    /// The view of `key`, described by `why`.
+    pub fn view_of(&self, key: ViewKey, why: String) -> View {
+        View {
+            vpc: key.vpc.map(|v| v as usize),
+            key,
+            name: self.view_name(key).to_string(),
+            via_inbound: key.via_inbound,
+            why,
+        }
+    }
+
+    /// `vpc-…` or `public`.
+    pub fn view_name(&self, key: ViewKey) -> &str {
+        key.vpc
+            .and_then(|v| self.topo.vpcs.get(v as usize))
+            .map_or("public", |v| v.id.as_str())
+    }
+
+    /// Every view a client can get: public, each VPC, and each VPC through an inbound endpoint where one exists.
+    pub fn view_keys(&self) -> Vec<ViewKey> {
+        let mut keys = vec![ViewKey {
+            vpc: None,
+            via_inbound: false,
+        }];
+        for vi in 0..self.topo.vpcs.len() {
+            keys.push(ViewKey {
+                vpc: Some(vi as u32),
+                via_inbound: false,
+            });
+            if self.topo.inbound_endpoints.iter().any(|e| e.vpc == vi)
+                || self.views.has_inbound_network(vi)
+            {
+                keys.push(ViewKey {
+                    vpc: Some(vi as u32),
+                    via_inbound: true,
+                });
+            }
+        }
+        keys
+    }
+
+    /// Decides one query without putting the reasons into words: the query path.
+    pub fn decide(&self, client: Client, question: &Question<'_>) -> Decision {
+        self.run(client, question, false)
+    }
+
+    /// The same decision with the trace of why and the judged candidates: `explain` and the debug log.
+    pub fn explain(&self, client: Client, question: &Question<'_>) -> Decision {
+        self.run(client, question, true)
+    }
+
+    /// [`Engine::explain`] for a class IN question.
+    pub fn resolve(&self, client: Client, qname: &Name, qtype: RecordType) -> Decision {
+        self.explain(client, &Question::new(qname, qtype))
+    }
+
+    fn run(&self, client: Client, q: &Question<'_>, words: bool) -> Decision {
+        let src = client.src.to_canonical();
+        let local = client.local.map(|l| l.to_canonical());
+        let arrival = self.views.arrival(local);
+        let (key, why) = self.views.choose(src, arrival, local);
+        let why = if words {
+            self.why_text(key, why, src)
+        } else {
+            String::new()
+        };
+        let view = self.view_of(key, why);
+        let mut trace = Trace::new(words);
+        trace.add("spec: Which view answers a client; §6.1, §6.2", || {
+            format!("view {}: {}", view.name, view.why)
+        });
+        let early = |outcome, decided_by, trace: Trace, view| Decision {
+            view,
+            outcome,
+            trace: trace.into_steps(),
+            decided_by,
+            fixed: false,
+            candidates: Vec::new(),
+        };
+        match self.admission.admit(src, arrival) {
+            Ok(admit) => trace.add("spec: Who may ask", || admit_text(admit, src, local)),
+            Err(reason) => {
+                trace.add("spec: Who may ask", || refusal_text(&reason, src, local));
+                return early(
+                    Outcome::Refused { reason },
+                    DecidedBy::Admission,
+                    trace,
+                    view,
+                );
+            }
+        }
+        if let Some((outcome, by)) = protocol::before(q, &mut trace) {
+            return early(outcome, by, trace, view);
+        }
+        if let Some(vi) = view.vpc
+            && !self.topo.vpcs[vi].dns_support
+        {
+            trace.add("§1.2", || format!("{} has enable_dns_support off: the Amazon DNS server does not answer (exact failure UNCONFIRMED; we refuse)", view.name));
+            let outcome = Outcome::Refused {
+                reason: Reason::DnsSupportOff,
+            };
+            return early(outcome, DecidedBy::DnsSupportOff, trace, view);
+        }
+        let mut d = self.names(view, q, &mut trace);
+        d.outcome = protocol::minimal_any(q, d.outcome, &mut trace);
+        d.trace = trace.into_steps();
+        d
+    }
+
+    /// The names part of a decision: walk, follow CNAMEs in the same view, judge the candidates when explaining.
+    fn names(&self, view: View, q: &Question<'_>, trace: &mut Trace) -> Decision {
+        let (qtype, key) = (q.qtype, view.key);
+        let mut answers = Vec::new();
+        let mut current = q.name.to_lowercase();
+        current.set_fqdn(true);
+        let mut seen = trace.words().then(Vec::new);
+        let first = self.walk(key, &current, qtype, trace, seen.as_mut());
+        let candidates = match &seen {
+            Some(seen) => self.judge(key, &current, seen, first.at.as_ref()),
+            None => Vec::new(),
+        };
+        let decided_by = first.by.clone();
+        let mut fixed = first.fixed;
+        let mut hit = first;
+        let done = |outcome, fixed| Decision {
+            view: view.clone(),
+            outcome,
+            trace: Vec::new(),
+            decided_by: decided_by.clone(),
+            fixed,
+            candidates: candidates.clone(),
+        };
+        for depth in 0..=MAX_CNAME_CHAIN {
+            let answer = match hit.resolved {
+                Resolved::Forward(route) => {
+                    let outcome = Outcome::Forward {
+                        route,
+                        name: current,
+                        answers,
+                    };
+                    return done(outcome, false);
+                }
+                Resolved::Answer(a) => a,
+            };
+            let Answer {
+                rcode,
+                authoritative,
+                answers: mut got,
+                authority,
+            } = answer;
+            // Chase a CNAME inside the server when the target is local (reference §6.4, spec).
+            let target = got.iter().find_map(|r| match &r.data {
+                RData::CNAME(c) if qtype != RecordType::CNAME && r.name == current => {
+                    Some(c.0.clone())
+                }
+                _ => None,
+            });
+            answers.append(&mut got);
+            let Some(target) = target.filter(|_| depth < MAX_CNAME_CHAIN) else {
+                if depth == MAX_CNAME_CHAIN {
+                    break;
+                }
+                let outcome = Outcome::Answer {
+                    rcode,
+                    authoritative,
+                    answers,
+                    authority,
+                };
+                return done(outcome, fixed);
+            };
+            trace.add("RFC 1034 §3.6.2", || {
+                format!("{current} is a CNAME for {target}: following it in the same view")
+            });
+            current = target.to_lowercase();
+            hit = self.walk(key, &current, qtype, trace, None);
+            fixed &= hit.fixed;
+        }
+        let outcome = Outcome::ServFail {
+            reason: "CNAME chain too long".into(),
+        };
+        done(outcome, false)
+    }
+
+    /// One name, no CNAME chasing: the VPC's authorities, most specific first (reference §9), then those every
+    /// view sees, then the upstream resolvers.
+    fn walk(
+        &self,
+        key: ViewKey,
+        qname: &Name,
+        qtype: RecordType,
+        trace: &mut Trace,
+        seen: Option<&mut Vec<Seen>>,
+    ) -> Hit {
+        let lower = LowerName::new(qname);
+        let mut ask = Ask {
+            view: key,
+            qname,
+            lower: &lower,
+            domain: &lower,
+            qtype,
+            shielded: false,
+        };
+        match key.vpc {
+            Some(vi) => {
+                let table = &self.vpc_tables[vi as usize];
+                if let Some(hit) = self.walk_table(table, &mut ask, trace, seen) {
+                    return hit;
+                }
+                trace.add("§6.3, §6.4", || format!("no rule or private zone of {} covers {qname}: recursive resolution (the autodefined \".\" rule)", self.view_name(key)));
+            }
+            None => trace.add("§1.1, §2.2", || {
+                format!("public view: only public DNS answers {qname}")
+            }),
+        }
+        if let Some(hit) = self.walk_table(&self.everywhere, &mut ask, trace, None) {
+            return hit;
+        }
+        trace.add("§6.1", || {
+            format!("{qname} goes to the upstream resolvers (the public internet in this lab)")
+        });
+        Hit {
+            by: DecidedBy::Upstream,
+            resolved: Resolved::Forward(self.upstream.clone()),
+            fixed: false,
+            at: None,
+        }
+    }
+
+    /// The suffixes of `ask.lower`, most specific first; at each, the registered authorities in precedence order.
+    fn walk_table(
+        &self,
+        table: &Table,
+        ask: &mut Ask<'_>,
+        trace: &mut Trace,
+        mut seen: Option<&mut Vec<Seen>>,
+    ) -> Option<Hit> {
+        if table.is_empty() {
+            return None;
+        }
+        let mut level = ask.lower.clone();
+        loop {
+            for &slot in table.get(&level).map_or(&[][..], Vec::as_slice) {
+                let here = Ask {
+                    domain: &level,
+                    ..*ask
+                };
+                let lost = match self.auths[slot.auth as usize].lookup(slot.entry, &here, trace) {
+                    Flow::Decide {
+                        by,
+                        resolved,
+                        fixed,
+                    } => {
+                        return Some(Hit {
+                            by,
+                            resolved,
+                            fixed,
+                            at: Some((level, slot)),
+                        });
+                    }
+                    Flow::Pass(lost) => lost,
+                    Flow::Shield => {
+                        ask.shielded = true;
+                        Lost::SystemRuleDefers
+                    }
+                };
+                if let Some(seen) = seen.as_deref_mut() {
+                    seen.push(Seen {
+                        domain: level.clone(),
+                        slot,
+                        lost: Some(lost),
+                    });
+                }
+            }
+            if level.is_root() {
+                return None;
+            }
+            level = level.base_name();
+        }
+    }
+
+    /// Every candidate for `qname`, most specific first, with the winner and why each other one lost.
+    fn judge(
+        &self,
+        key: ViewKey,
+        qname: &Name,
+        seen: &[Seen],
+        winner: Option<&(LowerName, Slot)>,
+    ) -> Vec<Candidate> {
+        let mut out: Vec<Candidate> = Vec::new();
+        let winner_kind =
+            winner.map(|(d, s)| (d, self.auths[s.auth as usize].describe(s.entry, d).kind));
+        let mut level = LowerName::new(qname);
+        loop {
+            let own = key
+                .vpc
+                .and_then(|vi| self.vpc_tables[vi as usize].get(&level))
+                .map_or(&[][..], Vec::as_slice);
+            for &slot in own {
+                let d = self.auths[slot.auth as usize].describe(slot.entry, &level);
+                let won = winner.is_some_and(|(wd, ws)| *wd == level && *ws == slot);
+                let lost = if won {
+                    None
+                } else if let Some(s) = seen.iter().find(|s| s.domain == level && s.slot == slot) {
+                    s.lost.clone()
+                } else if d.kind == "forward rule"
+                    && seen.iter().any(|s| s.lost == Some(Lost::SystemRuleDefers))
+                {
+                    Some(Lost::ShieldedBySystemRule)
+                } else {
+                    Some(match winner_kind {
+                        Some((wd, kind)) if *wd == level => Lost::SameDomain { winner: kind },
+                        Some((wd, _)) => Lost::LessSpecific {
+                            winner: wd.to_string(),
+                        },
+                        None => Lost::NotApplicable,
+                    })
+                };
+                push_candidate(&mut out, &level, d, won, lost);
+            }
+            for &(vi, slot) in self.all_vpcs.get(&level).map_or(&[][..], Vec::as_slice) {
+                if key.vpc == Some(vi as u32) || own.contains(&slot) {
+                    continue;
+                }
+                let d = self.auths[slot.auth as usize].describe(slot.entry, &level);
+                let lost = Lost::NotAssociated {
+                    vpc: self.topo.vpcs[vi].label(),
+                };
+                push_candidate(&mut out, &level, d, false, Some(lost));
+            }
+            if level.is_root() {
+                return out;
+            }
+            level = level.base_name();
+        }
+    }
+}
+
+/// Adds a candidate unless the same authority at the same domain is listed already (a rule or zone shared by
+/// several VPCs is listed once, from this view when it is visible here).
+fn push_candidate(
+    out: &mut Vec<Candidate>,
+    level: &LowerName,
+    d: authority::Described,
+    won: bool,
+    lost: Option<Lost>,
+) {
+    let domain = level.to_string();
+    if out
+        .iter()
+        .any(|c| c.decided_by == d.by && c.domain == domain)
+    {
+        return;
+    }
+    out.push(Candidate {
+        domain,
+        kind: d.kind,
+        label: d.label,
+        decided_by: d.by,
+        won,
+        lost,
+    });
+}
+
+fn admit_text(admit: Admit, src: IpAddr, local: Option<IpAddr>) -> String {
+    let at = local.map_or_else(|| "no known local address".to_string(), |l| l.to_string());
+    match admit {
+        Admit::Inbound { listed: true } => {
+            format!("admitted: {src} is in the allowed_sources of the inbound endpoint at {at}")
+        }
+        Admit::Inbound { listed: false } => format!(
+            "admitted: the inbound endpoint at {at} has no allowed_sources, so any source may ask"
+        ),
+        Admit::VpcResolver => format!("admitted: {at} is a VPC resolver address"),
+        Admit::Source => format!(
+            "admitted: {src} (arriving on {at}) is loopback, in a VPC, a client network or `allow`"
+        ),
+    }
+}
+
+fn refusal_text(reason: &Reason, src: IpAddr, local: Option<IpAddr>) -> String {
+    let at = local.map_or_else(|| "no known local address".to_string(), |l| l.to_string());
+    match reason {
+        Reason::InboundSecurityGroup(id) => format!(
+            "REFUSED: {src} is not in the allowed_sources of inbound endpoint {id} ({at}) [INF: AWS's security group drops the packet; we refuse, with EDE 18, so the failure is visible]"
+        ),
+        _ => format!(
+            "REFUSED: {src}, arriving on {at}, is neither loopback nor in a VPC, a VPC's or subnet's clients, a client network, `allow` or --allow (EDE 18 Prohibited)"
+        ),
+    }
+}
