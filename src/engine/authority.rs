@@ -34,6 +34,10 @@ pub(crate) enum Scope {
     Vpc(usize),
     /// Every view, public included, walked after the VPC's own authorities (public DNS names).
     Everywhere,
+    /// Every query of one VPC's view, before any domain is walked (a DNS Firewall's rule groups): `Decide` ends the
+    /// query there, `Pass` lets it go on. `Registration::domain` is ignored; `Ask::domain` is the root.
+    #[allow(dead_code, reason = "the first authority of this scope (DNS Firewall) is being added")]
+    EveryQuery(usize),
 }
 
 /// One place an authority sits: a domain in a scope, and the authority's own entry number for it.

@@ -24,8 +24,9 @@
 //! 3. Add its verdict to [`DecidedBy`] (with its `kind()` label for metrics) and, if it can lose in a new way,
 //!    a variant to [`Lost`] with its words in `explain.rs`.
 //!
-//! Authorities that act on every query rather than at a domain (a firewall) fit the same interface registered at
-//! the root domain `.` of each VPC they apply to; they are consulted last in the walk unless registered first.
+//! Authorities that judge every query of a VPC rather than the names under a domain (DNS Firewall) register with
+//! `Scope::EveryQuery(vpc)`: they are asked first, in registry order, and `Pass` lets the query go on to the walk.
+//! Authorities a VPC gets from elsewhere (Route 53 Profiles) are registrations of the existing kinds in that VPC.
 
 mod admission;
 mod authority;
@@ -422,6 +423,8 @@ pub struct Engine {
     vpc_tables: Vec<Table>,
     /// Authorities every view sees.
     everywhere: Table,
+    /// Per VPC: authorities asked about every query before the walk.
+    every_query: Vec<Vec<Slot>>,
     /// Domain -> (VPC, slot) of every VPC: only `explain` reads it (candidates of other views).
     all_vpcs: HashMap<LowerName, Vec<(usize, Slot)>>,
     views: Views,
@@ -520,6 +523,7 @@ impl Engine {
         let auths = registry(&compile);
         let mut vpc_tables: Vec<Table> = vec![HashMap::new(); topo.vpcs.len()];
         let mut everywhere = Table::new();
+        let mut every_query: Vec<Vec<Slot>> = vec![Vec::new(); topo.vpcs.len()];
         let mut all_vpcs: HashMap<LowerName, Vec<(usize, Slot)>> = HashMap::new();
         for (ai, auth) in auths.iter().enumerate() {
             for r in auth.registrations() {
@@ -536,6 +540,7 @@ impl Engine {
                         vpc_tables[vi].entry(r.domain).or_default().push(slot);
                     }
                     Scope::Everywhere => everywhere.entry(r.domain).or_default().push(slot),
+                    Scope::EveryQuery(vi) => every_query[vi].push(slot),
                 }
             }
         }
@@ -547,6 +552,7 @@ impl Engine {
             auths,
             vpc_tables,
             everywhere,
+            every_query,
             all_vpcs,
             views,
             admission,
@@ -804,6 +810,9 @@ impl Engine {
         };
         match key.vpc {
             Some(vi) => {
+                if let Some(hit) = self.every_query(vi as usize, &ask, trace) {
+                    return hit;
+                }
                 let table = &self.vpc_tables[vi as usize];
                 if let Some(hit) = self.walk_table(table, &mut ask, trace, seen) {
                     return hit;
@@ -826,6 +835,31 @@ impl Engine {
             fixed: false,
             at: None,
         }
+    }
+
+    /// The authorities that judge every query of the VPC, before the walk.
+    fn every_query(&self, vi: usize, ask: &Ask<'_>, trace: &mut Trace) -> Option<Hit> {
+        let root = LowerName::from(Name::root());
+        for &slot in &self.every_query[vi] {
+            let here = Ask {
+                domain: &root,
+                ..*ask
+            };
+            if let Flow::Decide {
+                by,
+                resolved,
+                fixed,
+            } = self.auths[slot.auth as usize].lookup(slot.entry, &here, trace)
+            {
+                return Some(Hit {
+                    by,
+                    resolved,
+                    fixed,
+                    at: Some((root, slot)),
+                });
+            }
+        }
+        None
     }
 
     /// The suffixes of `ask.lower`, most specific first; at each, the registered authorities in precedence order.

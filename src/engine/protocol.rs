@@ -88,8 +88,10 @@ pub(crate) fn minimal_any(q: &Question<'_>, outcome: Outcome, trace: &mut Trace)
             trace.add("RFC 8482 §4.2", || {
                 "ANY is not forwarded: a synthesized HINFO \"RFC8482\" answers".to_string()
             });
+            let mut owner = q.name.clone();
+            owner.set_fqdn(true);
             answers.push(Record::from_rdata(
-                q.name.clone(),
+                owner,
                 3600,
                 RData::HINFO(HINFO::new("RFC8482".into(), String::new())),
             ));

@@ -418,7 +418,7 @@ fn carry_out(
             name,
             answers,
         } => {
-            return Handled::Forward(Box::new(ForwardJob {
+            let job = ForwardJob {
                 packet: req.packet.to_vec(),
                 route: Route {
                     name: route.name.clone(),
@@ -432,7 +432,8 @@ fn carry_out(
                 view: view.name,
                 src: req.src,
                 started,
-            }));
+            };
+            return Handled::Forward(Box::new(job));
         }
         Outcome::Answer {
             rcode,
@@ -451,29 +452,21 @@ fn carry_out(
             )
         }
         Outcome::ServFail { reason } => {
+            let ede = Some((0, reason.as_str()));
             let reply = Reply {
-                ede: Some((0, &reason)),
+                ede,
                 ..Reply::empty(ResponseCode::ServFail)
             };
-            wire::encode_reply(query, &reply, limit(query, req.protocol), out);
-            count(
+            return send(
                 snap,
-                &view.name,
-                &decided_by,
-                ResponseCode::ServFail,
                 req,
-                started,
-            );
-            log_query(
-                snap,
                 query,
-                req,
                 &view.name,
                 &decided_by,
-                ResponseCode::ServFail,
+                &reply,
                 started,
+                out,
             );
-            return Handled::Reply;
         }
     };
     let reply = Reply {
@@ -484,9 +477,33 @@ fn carry_out(
         additional: &[],
         ede,
     };
-    wire::encode_reply(query, &reply, limit(query, req.protocol), out);
-    count(snap, &view.name, &decided_by, rcode, req, started);
-    log_query(snap, query, req, &view.name, &decided_by, rcode, started);
+    send(
+        snap,
+        req,
+        query,
+        &view.name,
+        &decided_by,
+        &reply,
+        started,
+        out,
+    )
+}
+
+/// Encodes a local reply, counts and logs it.
+#[allow(clippy::too_many_arguments)]
+fn send(
+    snap: &Snapshot,
+    req: Request<'_>,
+    query: &Query<'_>,
+    view: &str,
+    decided_by: &DecidedBy,
+    reply: &Reply<'_>,
+    started: Instant,
+    out: &mut Vec<u8>,
+) -> Handled {
+    wire::encode_reply(query, reply, limit(query, req.protocol), out);
+    count(snap, view, decided_by, reply.rcode, req, started);
+    log_query(snap, query, req, view, decided_by, reply.rcode, started);
     Handled::Reply
 }
 

@@ -3,7 +3,8 @@
 //! A case file names a topology, then blocks of `from SRC [to LOCAL] query NAME TYPE`, an `expect` line and the
 //! expected answer records in zone-file form (compared as sorted sets):
 //! `expect NOERROR|NXDOMAIN|NODATA|REFUSED|SERVFAIL`, or `expect FORWARD upstream|RULE_ID [TARGET...] [from SOURCE]`.
-//! `view NAME` after `expect` checks the view too. `allow: CIDR...` after the topology line admits more sources, as
+//! `view NAME` after `expect` checks the view too; `aa` or `no-aa` the authoritative-answer flag; `authority RECORD`
+//! lines (or `authority -` for none) the authority section, as a sorted set like the answers. `allow: CIDR...` after the topology line admits more sources, as
 //! `serve --allow` does (the internet's view is asked from documentation addresses that must be allowed first).
 
 use std::net::IpAddr;
@@ -27,6 +28,9 @@ struct Case {
     expect: Vec<String>,
     view: Option<String>,
     records: Vec<String>,
+    aa: Option<bool>,
+    /// `None`: not checked.
+    authority: Option<Vec<String>>,
 }
 
 fn parse_cases(text: &str) -> (String, Vec<IpNet>, Vec<Case>) {
@@ -58,6 +62,8 @@ fn parse_cases(text: &str) -> (String, Vec<IpNet>, Vec<Case>) {
                     expect: Vec::new(),
                     view: None,
                     records: Vec::new(),
+                    aa: None,
+                    authority: None,
                 });
             }
             "expect" => {
@@ -65,6 +71,17 @@ fn parse_cases(text: &str) -> (String, Vec<IpNet>, Vec<Case>) {
                     words[1..].iter().map(|s| s.to_string()).collect()
             }
             "view" => cases.last_mut().unwrap().view = Some(words[1].to_string()),
+            "aa" | "no-aa" => cases.last_mut().unwrap().aa = Some(words[0] == "aa"),
+            "authority" => {
+                let list = cases
+                    .last_mut()
+                    .unwrap()
+                    .authority
+                    .get_or_insert_with(Vec::new);
+                if words[1] != "-" {
+                    list.push(words[1..].join(" ").to_lowercase());
+                }
+            }
             _ => cases
                 .last_mut()
                 .unwrap()
@@ -136,6 +153,31 @@ fn check_case_file(path: &Path) -> Vec<String> {
                 d.trace.iter().map(|s| &s.text).collect::<Vec<_>>()
             ));
             continue;
+        }
+        let (aa, authority) = match &d.outcome {
+            Outcome::Answer {
+                authoritative,
+                authority,
+                ..
+            } => (*authoritative, authority.clone()),
+            _ => (false, Vec::new()),
+        };
+        if let Some(want) = case.aa
+            && want != aa
+        {
+            failures.push(format!("{what}: AA flag {aa}, expected {want}"));
+        }
+        if let Some(want) = &case.authority {
+            let mut got: Vec<String> = authority
+                .iter()
+                .map(|r| vpc_resolver::explain::record_line(r).to_lowercase())
+                .collect();
+            got.sort();
+            let mut want = want.clone();
+            want.sort();
+            if got != want {
+                failures.push(format!("{what}: authority {got:?}, expected {want:?}"));
+            }
         }
         let mut got_records: Vec<String> = records
             .iter()

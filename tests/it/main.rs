@@ -9,8 +9,10 @@ mod import; // `import aws` end to end: moto and hand-written AWS JSON, check, s
 mod invariants; // the engine is pure; only the command line prints
 mod library; // the library API for test suites: parse, resolve_once, serve on :0, set_topology, shutdown
 mod netns; // the glibc resolver (getent) in a network namespace against the real binary
+mod onprem; // the hybrid lab with the data center listed nowhere: two namespaces, dig, dnspython, glibc, explain
 mod peers; // helpers that start real DNS servers on loopback
 mod prepared; // replayed (prepared) answers equal the full path byte for byte
+mod property; // explain equals what the binary sends, for drawn tuples in a network namespace
 mod robust; // production operation: ACL, RRL, hostile input, dead upstreams, reloads, metrics, drain
 mod schema; // the committed JSON Schema is the generated one; modelines point at it
 mod serve; // the real binary through real sockets: dig, hickory, dnspython, dnsmasq peers

@@ -914,7 +914,7 @@ fn parse_case_blocks(text: &str) -> Vec<CaseBlock> {
                 });
             }
             "expect" => out.last_mut().expect("block").expect = w[1..].join(" "),
-            "view" => {}
+            "view" | "aa" | "no-aa" | "authority" => {}
             _ => out
                 .last_mut()
                 .expect("block")
