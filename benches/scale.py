@@ -52,6 +52,7 @@ def main():
     ap.add_argument("--command-line", default="benches/scale.sh")
     ap.add_argument("--reload-timeout", type=float, default=120)
     ap.add_argument("--reloads", type=int, default=10, help="SIGHUP reloads before the last RSS reading (default 10)")
+    ap.add_argument("--settle", type=float, default=12, help="seconds after the last reload before the settled RSS")
     ap.add_argument("--keep", default=None, help="also copy the largest generated topology here (for profiling)")
     args = ap.parse_args()
     if args.quick:
@@ -128,8 +129,8 @@ def run(args, tmp):
         for _ in range(args.reloads - 1):
             reload_once()
         rss_after_n = bench.rss_kib(proc.pid, "VmRSS")
-        # Allocators that purge in the background (and glibc's trim) return memory with some delay: read again.
-        time.sleep(2)
+        # An allocator that purges in the background returns freed pages over its decay time (jemalloc: 10 s).
+        time.sleep(args.settle)
         rss_settled = bench.rss_kib(proc.pid, "VmRSS")
         hwm = bench.rss_kib(proc.pid, "VmHWM")
         proc.terminate()
@@ -139,7 +140,7 @@ def run(args, tmp):
                "cpu_us": cpu_us, "p99": bench.percentile(lat, 99), "lost": res["lost"], "reload": reload_s,
                "rss_after": rss_after, "rss_after_n": rss_after_n, "rss_settled": rss_settled, "hwm": hwm}
         bench.log("  start-up %.3f s, RSS %.1f MiB, %.0f q/s (lost %d), reload %s s, RSS after 1 reload %.1f MiB, "
-                  "after %d %.1f MiB (2 s later %.1f; peak %.1f)"
+                  "after %d %.1f MiB (settled %.1f; peak %.1f)"
                   % (startup, rss_loaded / 1024, res["qps"], res["lost"], fmt_s(reload_s), rss_after / 1024,
                      args.reloads, rss_after_n / 1024, rss_settled / 1024, hwm / 1024))
         rows.append(row)
@@ -159,14 +160,14 @@ def render(args, info, rows, elapsed):
            "Machine: %d CPUs (%s), %d GiB, Linux %s, load average at start %s.\n"
            % (info["nproc"], info["model"], info["mem_gib"], info["kernel"], " ".join(info["loadavg"])),
            "Topologies from `benches/gen_topology.py SCALE`: SCALE VPCs, 10 interface endpoints each (3 AZs), "
-           "1 PHZ with 100 records each, 1 forward rule each. check: best of %d runs (median in brackets), peak RSS "
-           "from GNU time (%M). start-up: spawn of `serve` until it answers a UDP query. RSS: VmRSS once ready, and "
+           "1 PHZ with 100 records each, 1 forward rule each, SCALE/2 client networks. check: best of %d runs (median "
+           "in brackets), peak RSS from GNU time (%%M). start-up: spawn of `serve` until it answers a UDP query. RSS: VmRSS once ready, and "
            "after the reload (VmHWM = peak). q/s: dnsperf %g s, UDP, private-answer names of the loopback clients' VPC (the last), 4 "
            "clients, 100 outstanding; CPU per answered query from /proc/PID/stat. reload: SIGHUP until the log "
-           "says \"reloaded\"; RSS after 1 and after %d reloads (and 2 s after the last).\n"
-           % (args.check_runs, args.duration, args.reloads),
+           "says \"reloaded\"; RSS after 1 and after %d reloads (settled: %g s after the last).\n"
+           % (args.check_runs, args.duration, args.reloads, args.settle),
            "| scale | vpcs, endpoints | YAML MB | check s | check RSS MiB | start-up s | RSS MiB | q/s | CPU us/q | p99 ms "
-           "| lost | reload s | RSS after 1 reload MiB | after %d (2 s later) | peak MiB |" % args.reloads,
+           "| lost | reload s | RSS after 1 reload MiB | after %d (settled) | peak MiB |" % args.reloads,
            "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     base_qps = rows[0]["qps"] if rows else 0
     for r in rows:
