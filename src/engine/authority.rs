@@ -36,7 +36,10 @@ pub(crate) enum Scope {
     Everywhere,
     /// Every query of one VPC's view, before any domain is walked (a DNS Firewall's rule groups): `Decide` ends the
     /// query there, `Pass` lets it go on. `Registration::domain` is ignored; `Ask::domain` is the root.
-    #[allow(dead_code, reason = "the first authority of this scope (DNS Firewall) is being added")]
+    #[allow(
+        dead_code,
+        reason = "the first authority of this scope (DNS Firewall) is being added"
+    )]
     EveryQuery(usize),
 }
 

@@ -340,9 +340,10 @@ fn remember(
         answers,
     } = &decision.outcome
     {
-        // Only a question forwarded as asked (no local CNAME in front) can be replayed from the cache alone.
-        if decision.fixed
-            && answers.is_empty()
+        // Only a question forwarded as asked (no local CNAME in front) can be replayed from the cache alone. The route
+        // is the engine's for this admitted view, name and type whatever `fixed` says (that flag speaks of answers:
+        // a forward is never a prepared answer), so it is remembered for every forward.
+        if answers.is_empty()
             && *name == query.name
             && let Ok(admitted) = snap.engine.admit(client)
         {
