@@ -28,7 +28,9 @@ import dnslib  # noqa: E402
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 FWD_ZONE = "fwd.bench.test."
 LOCAL_WORKLOADS = ["private", "nxdomain", "nodata", "vpce", "phz"]
-ALL_WORKLOADS = LOCAL_WORKLOADS + ["forwarded", "mix"]
+# Many distinct names: what a table of prepared answers cannot hide (NXDOMAIN below a private DNS name; forwarded
+# answers from the cache).
+ALL_WORKLOADS = LOCAL_WORKLOADS + ["nxdomain-many", "forwarded", "mix"]
 RECURSIVE_ONLY = {"forwarded", "mix"}  # NSD serves authoritative data only
 
 _procs = []
@@ -378,10 +380,13 @@ def main():
     ap.add_argument("--quick", action="store_true", help="smoke test: 2 s runs, 1 round")
     ap.add_argument("--workloads", default=",".join(ALL_WORKLOADS))
     ap.add_argument("--transports", default="udp,tcp")
-    ap.add_argument("--forwarded-names", type=int, default=1000)
+    ap.add_argument("--forwarded-names", type=int, default=2000, help="distinct forwarded names (default 2000)")
+    ap.add_argument("--nxdomain-names", type=int, default=1000,
+                    help="distinct NXDOMAIN names under one private DNS name for nxdomain-many (default 1000)")
     ap.add_argument("--threads", type=int, default=os.cpu_count(),
                     help="Unbound num-threads and NSD server-count (default: nproc; vpc-resolver uses one worker "
                          "per core, dnsmasq is single-threaded)")
+    ap.add_argument("--outstanding", type=int, default=100, help="dnsperf -q, queries outstanding (default 100)")
     ap.add_argument("--no-half", action="store_true", help="skip the p99-at-half-saturation runs")
     ap.add_argument("--out", default=None, help="also write the Markdown report here")
     ap.add_argument("--command-line", default=None, help="the command to print in the report")
@@ -422,6 +427,9 @@ def run(args, workloads, transports, tmp):
     zones, wl = read_names(args.names, args.topology)
     fwd = [("h%d.%s" % (i, FWD_ZONE), "A") for i in range(args.forwarded_names)]
     wl["forwarded"] = fwd
+    # nx-bench.ZONE is the single NXDOMAIN name of each private DNS zone; nxdomain-many asks 1,000 names under one.
+    nx_zone = wl["nxdomain"][0][0].split(".", 1)[1] if wl["nxdomain"] else None
+    wl["nxdomain-many"] = [("nx%d.%s" % (i, nx_zone), "A") for i in range(args.nxdomain_names)] if nx_zone else []
     local_all = [q for w in LOCAL_WORKLOADS for q in wl[w]]
     mix = []
     for i in range(max(len(fwd), len(local_all))):
@@ -441,7 +449,7 @@ def run(args, workloads, transports, tmp):
     wait_ready(ports["vpc-resolver"], local_all[0][0], proc=vr)
 
     # vpc-resolver's answers are the data every peer is given.
-    records, expected = collect_records(ports["vpc-resolver"], local_all + fwd)
+    records, expected = collect_records(ports["vpc-resolver"], local_all + wl["nxdomain-many"] + fwd)
     local_records = {o: r for o, r in records.items() if not o.endswith("." + FWD_ZONE)}
     ub = start(["unbound", "-d", "-c", write_unbound(tmp, ports["unbound"], ports["upstream"], zones, local_records,
                                                       args.threads)], os.path.join(tmp, "unbound.log"))
@@ -483,7 +491,7 @@ def run(args, workloads, transports, tmp):
                 for s in servers:
                     pid = procs[s].pid
                     c0 = cpu_seconds(pid)
-                    res = dnsperf(ports[s], qfiles[w], args.duration, mode=t)
+                    res = dnsperf(ports[s], qfiles[w], args.duration, mode=t, outstanding=args.outstanding)
                     cpu = cpu_seconds(pid) - c0
                     acc = results.setdefault((w, t, s), {"qps": [], "cpu": 0.0, "completed": 0, "lost": 0,
                                                          "lat": [], "lat_sum": 0.0, "resp_size": 0})
@@ -533,10 +541,11 @@ def render(args, info, workloads, transports, results, half, mismatches, dm_skip
                % (cmd, args.rounds, args.duration, elapsed))
     out.append("Machine: %d CPUs (%s), %d GiB, Linux %s, load average at start %s. Peers: Unbound %s, %s, %s; "
                "%s. Unbound num-threads and NSD server-count: %d; dnsmasq is single-threaded; vpc-resolver runs one "
-               "tokio worker per CPU. dnsperf runs on the same machine with 4 clients, 100 queries outstanding.\n"
+               "tokio worker per CPU. dnsperf runs on the same machine with 4 clients, %d queries outstanding.\n"
                % (info["nproc"], info["model"], info["mem_gib"], info["kernel"], " ".join(info["loadavg"]),
-                  info["unbound"], info["nsd"], info["dnsmasq"], " ".join(info["dnsperf"]).strip(), args.threads))
-    out.append("Workloads (names from the topology's first VPC; %s): %s.\n" % (
+                  info["unbound"], info["nsd"], info["dnsmasq"], " ".join(info["dnsperf"]).strip(), args.threads,
+                  args.outstanding))
+    out.append("Workloads (names from the view of the loopback clients; %s): %s.\n" % (
         "topology " + " ".join(args.topology) if args.topology else "the embedded default topology",
         "; ".join("%s %d queries" % (w, len(wl[w])) for w in workloads)))
     out.append("")

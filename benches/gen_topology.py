@@ -5,9 +5,11 @@
 
 SCALE N gives N VPCs (each a /20 of 10.0.0.0/8 with one /24 subnet in each of 3 AZs), 10 interface endpoints
 per VPC with private DNS (an ENI in each AZ, ids and addresses left to the server's deterministic defaults),
-1 private hosted zone per VPC with 100 records (90 A, 5 CNAME, 5 TXT) and 1 forward rule per VPC.
-1000 = 1,000 VPCs, 10,000 endpoints, 1,000 PHZs, 100,000 records. The first VPC (the last with --clients-last) also owns
-127.0.0.0/8 as clients, so a benchmark on loopback sees its view.
+1 private hosted zone per VPC with 100 records (90 A, 5 CNAME, 5 TXT), 1 forward rule per VPC, and SCALE/2 client
+networks (outside any VPC, a /24 of 172.16.0.0/12 each; every other one forwards through an inbound endpoint of its
+VPC). 1000 = 1,000 VPCs, 10,000 endpoints, 1,000 PHZs, 100,000 records, 1,000 rules, 500 networks. The LAST VPC owns
+127.0.0.0/8 as clients, so a benchmark on loopback sees its view, and a view or access lookup that scans the VPCs in
+order pays for the whole list.
 """
 
 import sys
@@ -21,7 +23,7 @@ def ip(n):
     return "%d.%d.%d.%d" % (n >> 24 & 255, n >> 16 & 255, n >> 8 & 255, n & 255)
 
 
-def generate(scale, out, clients_last=False):
+def generate(scale, out):
     if not 1 <= scale <= 4000:
         raise SystemExit("SCALE must be 1..4000 (VPCs are /20s of 10.0.0.0/8)")
     w = out.write
@@ -31,7 +33,7 @@ def generate(scale, out, clients_last=False):
     for i in range(scale):
         base = (10 << 24) + i * 4096
         w("  - id: vpc-%017x\n    name: vpc%d\n    cidr: %s/20\n" % (i + 1, i, ip(base)))
-        if i == (scale - 1 if clients_last else 0):
+        if i == scale - 1:
             w("    clients: [127.0.0.0/8]\n")
         w("    subnets:\n")
         for a, az in enumerate(AZS):
@@ -51,14 +53,25 @@ def generate(scale, out, clients_last=False):
                 w("      - { name: alias%d, type: CNAME, value: host%d.vpc%d.internal. }\n" % (r, r - 90, i))
             else:
                 w('      - { name: txt%d, type: TXT, value: "record %d of vpc%d" }\n' % (r, r, i))
-    w("\nresolver:\n  rules:\n")
+    networks = scale // 2
+    w("\nresolver:\n")
+    if networks:
+        w("  inbound_endpoints:\n")
+        for n in range(0, networks, 2):
+            base = (10 << 24) + n * 4096
+            w("    - { id: rslvr-in-%017x, vpc: vpc-%017x, ips: [%s] }\n" % (n + 1, n + 1, ip(base + 53)))
+    w("  rules:\n")
     for i in range(scale):
         w('    - { domain: corp%d.example.com, targets: ["127.0.0.1:5301"], vpcs: [vpc-%017x] }\n' % (i, i + 1))
+    if networks:
+        w("\nnetworks:\n")
+        for n in range(networks):
+            cidr = "%s/24" % ip((172 << 24) + (16 << 16) + n * 256)
+            via = ", via_inbound_endpoint: rslvr-in-%017x" % (n + 1) if n % 2 == 0 else ""
+            w("  - { name: net%d, cidrs: [%s]%s }\n" % (n, cidr, via))
 
 
 if __name__ == "__main__":
-    last = "--clients-last" in sys.argv
-    sys.argv = [a for a in sys.argv if a != "--clients-last"]
     if len(sys.argv) != 2 or not sys.argv[1].isdigit():
         sys.exit(__doc__)
-    generate(int(sys.argv[1]), sys.stdout, last)
+    generate(int(sys.argv[1]), sys.stdout)

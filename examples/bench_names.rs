@@ -2,7 +2,8 @@
 //! suffixes and ENI placement are the ones the server derives, not re-guessed in a script).
 //!
 //! `cargo run --release --example bench_names [TOPOLOGY]...` (no TOPOLOGY: the embedded default). Prints one
-//! tab-separated line per item, for the VPC whose `clients` hold 127.0.0.1 (the benchmark client), else the first:
+//! tab-separated line per item, for the VPC whose view loopback clients get (the one listing 127.0.0.1 among its
+//! `clients`; else the first):
 //! `zone NAME` (a zone the server answers locally in that VPC's view), then `WORKLOAD NAME TYPE` with WORKLOAD one
 //! of `private`, `nxdomain`, `nodata`, `vpce`, `phz`.
 
@@ -36,7 +37,7 @@ fn fqdn(name: &str) -> String {
 }
 
 fn names(t: &Topology) -> String {
-    let loopback = std::net::IpAddr::from([127, 0, 0, 1]);
+    let loopback: std::net::IpAddr = std::net::Ipv4Addr::LOCALHOST.into();
     let vpc = t
         .vpcs
         .iter()

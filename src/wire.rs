@@ -640,6 +640,11 @@ impl Prepared {
     pub fn body_len(&self) -> usize {
         self.body.len()
     }
+
+    /// The answer and authority sections as encoded (names may point into the question at offset 12).
+    pub fn body(&self) -> &[u8] {
+        &self.body
+    }
 }
 
 /// What the hot path needs from a query, read without building a [`Name`]: a plain QUERY with exactly one

@@ -5,6 +5,9 @@
 //! The table is a memo of the engine, never a second implementation. It lives in the topology snapshot, so a reload
 //! starts it afresh. Only `Decision::fixed` answers enter it (no wildcard, NXDOMAIN or synthesized names), so its
 //! size is bounded by the topology, and by `MAX_ENTRIES` besides.
+//!
+//! The same kind of table remembers where a forwarded question goes (its route, when the decision is fixed), so a
+//! query the forwarder's cache can answer is replayed from the cache's encoded bytes without asking the engine.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -15,6 +18,7 @@ use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 
 use crate::engine::Admitted;
+use crate::upstream::Route;
 use crate::wire::Prepared;
 
 const SHARDS: usize = 16;
@@ -69,10 +73,16 @@ impl Hasher for Fnv {
     }
 }
 
-type Shard = RwLock<HashMap<Box<[u8]>, Entry, BuildHasherDefault<Fnv>>>;
+type Shard<T> = RwLock<HashMap<Box<[u8]>, T, BuildHasherDefault<Fnv>>>;
 
-pub(crate) struct Answers {
-    shards: Vec<Shard>,
+/// Where a forwarded question goes, for the cache's fast path.
+pub(crate) struct Forwarded {
+    pub(crate) route: Route,
+    pub(crate) kind: &'static str,
+}
+
+pub(crate) struct Answers<T = Entry> {
+    shards: Vec<Shard<T>>,
     entries: AtomicUsize,
 }
 
@@ -89,7 +99,7 @@ fn key_into(buf: &mut Vec<u8>, view: Admitted, qtype: u16, lower_name: &[u8]) ->
     (h.finish() % SHARDS as u64) as usize
 }
 
-impl Answers {
+impl<T> Answers<T> {
     pub(crate) fn new() -> Self {
         Self {
             shards: (0..SHARDS).map(|_| RwLock::default()).collect(),
@@ -104,7 +114,7 @@ impl Answers {
         qtype: u16,
         lower_name: &[u8],
         key: &mut Vec<u8>,
-        use_entry: impl FnOnce(&Entry) -> R,
+        use_entry: impl FnOnce(&T) -> R,
     ) -> Option<R> {
         let shard = key_into(key, view, qtype, lower_name);
         let map = self.shards[shard].read().ok()?;
@@ -112,7 +122,7 @@ impl Answers {
     }
 
     /// Keeps an answer the engine just gave, unless the table is full.
-    pub(crate) fn insert(&self, view: Admitted, qtype: u16, lower_name: &[u8], entry: Entry) {
+    pub(crate) fn insert(&self, view: Admitted, qtype: u16, lower_name: &[u8], entry: T) {
         if self.entries.load(Ordering::Relaxed) >= MAX_ENTRIES {
             return;
         }

@@ -14,7 +14,7 @@ use hickory_proto::rr::{Name, Record};
 use tracing::{debug, info};
 
 use super::Snapshot;
-use super::answers::{Entry, preparable};
+use super::answers::{Entry, Forwarded, preparable};
 use crate::engine::{Client, DecidedBy, Decision, Outcome, Question};
 use crate::upstream::{Forwarder, Route};
 use crate::wire::{self, ParseError, Peek, Query, Reply};
@@ -76,11 +76,23 @@ fn limit(query: &Query<'_>, protocol: Protocol) -> usize {
     }
 }
 
-/// Buffers the hot path reuses from query to query (one set per socket task).
+/// Buffers the hot path reuses from query to query (one set per socket task), and the forwarder whose cache it
+/// may answer from (none: forwarded questions always go through `forward`).
 #[derive(Default)]
 pub(crate) struct Scratch {
     lower: Vec<u8>,
     key: Vec<u8>,
+    cache_key: Vec<u8>,
+    forwarder: Option<Forwarder>,
+}
+
+impl Scratch {
+    pub(crate) fn with_forwarder(forwarder: Forwarder) -> Self {
+        Self {
+            forwarder: Some(forwarder),
+            ..Self::default()
+        }
+    }
 }
 
 /// One request as the transport hands it over.
@@ -137,8 +149,11 @@ pub(crate) fn handle(
         return Handled::Reply;
     }
     let decision = ask(snap, req.client(), &query);
-    if peek.is_some() {
+    if let Some(peek) = &peek {
         remember(snap, req.client(), &query, &decision, scratch);
+        if from_cache(snap, req, peek, &query, &decision, scratch, out, started) {
+            return Handled::Reply;
+        }
     }
     carry_out(snap, req, &query, decision, started, out)
 }
@@ -174,13 +189,93 @@ fn replay(
                 .then_some((entry.kind, entry.rcode))
         },
     );
-    let Some(Some((kind, rcode))) = done else {
-        return false;
+    let (kind, rcode) = match done {
+        Some(Some(done)) => done,
+        Some(None) => return false,
+        None => {
+            // A forwarded question seen before: its route is known, and the cache may hold the answer.
+            let Some(forwarder) = &scratch.forwarder else {
+                return false;
+            };
+            let done = snap.forwards.with(
+                admitted,
+                peek.qtype,
+                &scratch.lower,
+                &mut scratch.key,
+                |fwd| {
+                    forwarder
+                        .answer_from_cache(
+                            &fwd.route,
+                            req.packet,
+                            peek,
+                            &scratch.lower,
+                            limit,
+                            &mut scratch.cache_key,
+                            out,
+                        )
+                        .then_some(fwd.kind)
+                },
+            );
+            let Some(Some(kind)) = done else {
+                return false;
+            };
+            (kind, reply_rcode(out))
+        }
     };
     let view = snap.engine.view_name(admitted.view());
     snap.metrics.prepared_hit();
     snap.metrics
         .answered(view, kind, rcode, req.protocol, started.elapsed());
+    true
+}
+
+/// The rcode of an encoded reply (cached answers are NOERROR or NXDOMAIN: no extended bits).
+fn reply_rcode(out: &[u8]) -> ResponseCode {
+    ResponseCode::from_low(out.get(3).map_or(0, |b| b & 0x0F))
+}
+
+/// Answers a forwarded question from the forwarder's cache, encoded bytes only; `false` when it has no fresh answer.
+#[allow(clippy::too_many_arguments)]
+fn from_cache(
+    snap: &Snapshot,
+    req: Request<'_>,
+    peek: &Peek,
+    query: &Query<'_>,
+    decision: &Decision,
+    scratch: &mut Scratch,
+    out: &mut Vec<u8>,
+    started: Instant,
+) -> bool {
+    let (Some(forwarder), Outcome::Forward { route, answers, .. }) =
+        (&scratch.forwarder, &decision.outcome)
+    else {
+        return false;
+    };
+    // A local CNAME in front of the forwarded name needs the records: that takes `forward`.
+    if !answers.is_empty() {
+        return false;
+    }
+    let route = Route {
+        name: route.name.clone(),
+        targets: route.targets.clone(),
+        source: route.source,
+    };
+    let limit = limit(query, req.protocol);
+    if !forwarder.answer_from_cache(
+        &route,
+        req.packet,
+        peek,
+        &scratch.lower,
+        limit,
+        &mut scratch.cache_key,
+        out,
+    ) {
+        return false;
+    }
+    let rcode = reply_rcode(out);
+    let (view, by) = (&decision.view.name, &decision.decided_by);
+    count(snap, view, by, rcode, req, started);
+    log_query(snap, query, req, view, by, rcode, started);
     true
 }
 
@@ -251,6 +346,32 @@ fn remember(
     decision: &Decision,
     scratch: &Scratch,
 ) {
+    if let Outcome::Forward {
+        route,
+        name,
+        answers,
+    } = &decision.outcome
+    {
+        // Only a question forwarded as asked (no local CNAME in front) can be replayed from the cache alone. The route
+        // is the engine's for this admitted view, name and type whatever `fixed` says (that flag speaks of answers:
+        // a forward is never a prepared answer), so it is remembered for every forward.
+        if answers.is_empty()
+            && *name == query.name
+            && let Ok(admitted) = snap.engine.admit(client)
+        {
+            let fwd = Forwarded {
+                route: Route {
+                    name: route.name.clone(),
+                    targets: route.targets.clone(),
+                    source: route.source,
+                },
+                kind: decision.decided_by.kind(),
+            };
+            let qtype = u16::from(query.qtype);
+            snap.forwards.insert(admitted, qtype, &scratch.lower, fwd);
+        }
+        return;
+    }
     let Outcome::Answer {
         rcode,
         authoritative,

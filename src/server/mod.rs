@@ -142,6 +142,8 @@ pub enum ServeError {
 pub(crate) struct Snapshot {
     pub(crate) engine: Engine,
     pub(crate) answers: answers::Answers,
+    /// Routes of forwarded questions with a fixed decision (the forwarder's cache answers them).
+    pub(crate) forwards: answers::Answers<answers::Forwarded>,
     rate_limit: Option<RateLimit>,
     pub(crate) query_log: bool,
     pub(crate) metrics: Arc<Metrics>,
@@ -167,6 +169,7 @@ impl Snapshot {
         Ok(Self {
             engine,
             answers: answers::Answers::new(),
+            forwards: answers::Answers::new(),
             rate_limit,
             query_log: cfg.query_log,
             metrics,
@@ -690,7 +693,7 @@ async fn udp_loop(sock: Arc<udp::Socket>, shared: Arc<Shared>) {
     let mut shutdown = shared.shutdown.subscribe();
     let mut batch = udp::Batch::default();
     let mut out = Vec::with_capacity(1232);
-    let mut scratch = handler::Scratch::default();
+    let mut scratch = handler::Scratch::with_forwarder(shared.forwarder.clone());
     loop {
         let received = tokio::select! {
             r = sock.recv(&mut batch) => r,
@@ -876,7 +879,7 @@ async fn tcp_conn(
     let idle = shared.config.tcp_idle;
     let mut buf = Vec::with_capacity(512);
     let mut out = Vec::with_capacity(512);
-    let mut scratch = handler::Scratch::default();
+    let mut scratch = handler::Scratch::with_forwarder(shared.forwarder.clone());
     loop {
         shared.tcp.set_idle(id, true);
         let mut len = [0u8; 2];

@@ -9,7 +9,9 @@
 //! the number of concurrent exchanges (and so of open sockets) is bounded, failing targets are held down with
 //! exponential back-off (RFC 9520) and the cache has a fixed number of entries.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+mod cache;
+
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,6 +22,8 @@ use arc_swap::ArcSwap;
 use hickory_proto::op::{Edns, Message, MessageType, Query, ResponseCode};
 use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
+
+use crate::wire::Peek;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, UdpSocket};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
@@ -77,6 +81,114 @@ pub struct ForwarderConfig {
     pub holddown_min: Duration,
     /// ...up to this.
     pub holddown_max: Duration,
+    /// The time cache entries and hold-downs are measured in.
+    pub clock: Arc<dyn Clock>,
+    /// The order in which a query tries the targets of a route.
+    pub order: Arc<dyn TargetOrder>,
+}
+
+/// The time the cache and the hold-downs see. Attempt timeouts and deadlines stay on tokio's timers, so a
+/// test that moves this clock ages the cache without waiting, and never makes a query wait longer.
+pub trait Clock: Send + Sync + std::fmt::Debug {
+    /// Now.
+    fn now(&self) -> Instant;
+}
+
+/// tokio's clock (which follows tokio's paused time in tests).
+#[derive(Debug, Default)]
+pub struct TokioClock;
+
+impl Clock for TokioClock {
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+}
+
+/// tokio's clock plus an offset that only moves forward when told: for tests of TTLs, serve-stale and hold-down.
+#[derive(Debug, Default)]
+pub struct ManualClock {
+    offset: Mutex<Duration>,
+}
+
+impl ManualClock {
+    /// Moves this clock forward by `by`.
+    pub fn advance(&self, by: Duration) {
+        *lock(&self.offset) += by;
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> Instant {
+        Instant::now() + *lock(&self.offset)
+    }
+}
+
+/// Arranges the live targets of a route into the order a query tries them.
+pub trait TargetOrder: Send + Sync + std::fmt::Debug {
+    /// Reorders `targets` in place.
+    fn arrange(&self, targets: &mut [SocketAddr]);
+}
+
+/// Random order (the VPC Resolver's): Fisher-Yates with xorshift64*, seeded from the time unless given a seed. The
+/// order only spreads load, so a small PRNG is enough.
+#[derive(Debug)]
+pub struct Shuffle {
+    state: AtomicU64,
+}
+
+impl Shuffle {
+    /// A shuffle seeded from the time and process id.
+    pub fn new() -> Self {
+        Self::seeded(time_seed())
+    }
+
+    /// A shuffle that gives the same sequence of orders for the same seed.
+    pub fn seeded(seed: u64) -> Self {
+        Self {
+            state: AtomicU64::new(seed | 1),
+        }
+    }
+
+    fn next(&self) -> u64 {
+        // Racing updates only make it "more random".
+        let mut x = self.state.load(Ordering::Relaxed);
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.state.store(x, Ordering::Relaxed);
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+}
+
+impl Default for Shuffle {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl TargetOrder for Shuffle {
+    fn arrange(&self, targets: &mut [SocketAddr]) {
+        for i in (1..targets.len()).rev() {
+            let j = (self.next() % (i as u64 + 1)) as usize;
+            targets.swap(i, j);
+        }
+    }
+}
+
+/// The targets in the order the route lists them (tests of failover).
+#[derive(Debug, Default)]
+pub struct AsListed;
+
+impl TargetOrder for AsListed {
+    fn arrange(&self, _targets: &mut [SocketAddr]) {}
+}
+
+fn time_seed() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0x9E37_79B9_7F4A_7C15)
+        ^ u64::from(std::process::id()).rotate_left(32)
 }
 
 impl Default for ForwarderConfig {
@@ -92,6 +204,8 @@ impl Default for ForwarderConfig {
             stale_for: Duration::from_secs(86_400),
             holddown_min: Duration::from_secs(1),
             holddown_max: Duration::from_secs(60),
+            clock: Arc::new(TokioClock),
+            order: Arc::new(Shuffle::new()),
         }
     }
 }
@@ -173,7 +287,7 @@ impl std::fmt::Debug for Forwarder {
 
 struct Inner {
     config: ForwarderConfig,
-    cache: Mutex<Cache>,
+    cache: cache::Cache,
     in_flight: Mutex<HashMap<FlightKey, watch::Receiver<Option<Arc<Exchanged>>>>>,
     global_permits: Arc<Semaphore>,
     route_permits: Mutex<HashMap<Arc<str>, Arc<Semaphore>>>,
@@ -183,7 +297,6 @@ struct Inner {
     missing_sources: Mutex<HashSet<IpAddr>>,
     /// Targets found to be our own listeners, warned about once each.
     warned_loops: Mutex<HashSet<SocketAddr>>,
-    rng: AtomicU64,
 }
 
 /// Poisoning only means another thread panicked mid-update; the maps stay structurally valid.
@@ -191,27 +304,20 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct CacheKey {
-    route: Arc<str>,
-    name: Name,
-    qtype: RecordType,
-}
-
-impl CacheKey {
-    fn new(route: &Route, name: &Name, qtype: RecordType) -> Self {
-        let mut name = name.to_lowercase();
-        name.set_fqdn(true);
-        Self {
-            route: route.name.clone(),
-            name,
-            qtype,
-        }
-    }
+/// The cache key of a question through a route (see `cache::key_into`).
+fn cache_key(route: &Route, name: &Name, qtype: RecordType) -> Box<[u8]> {
+    let mut key = Vec::new();
+    cache::key_into(
+        &mut key,
+        &cache::lower_wire(name),
+        qtype.into(),
+        &route.name,
+    );
+    key.into_boxed_slice()
 }
 
 /// Coalescing key: a DO query must not be satisfied by an exchange made without DO (no signatures).
-type FlightKey = (CacheKey, bool);
+type FlightKey = (Box<[u8]>, bool);
 
 /// What one upstream exchange produced, shared by every caller that joined it.
 #[derive(Debug)]
@@ -229,22 +335,16 @@ struct Exchanged {
 impl Forwarder {
     /// A forwarder with an empty cache and no known local addresses.
     pub fn new(config: ForwarderConfig) -> Self {
-        let seed = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0x9E37_79B9_7F4A_7C15)
-            ^ u64::from(std::process::id()).rotate_left(32);
         Self {
             inner: Arc::new(Inner {
                 global_permits: Arc::new(Semaphore::new(config.max_in_flight)),
-                cache: Mutex::new(Cache::new(config.cache_entries)),
+                cache: cache::Cache::new(config.cache_entries, time_seed()),
                 in_flight: Mutex::new(HashMap::new()),
                 route_permits: Mutex::new(HashMap::new()),
                 health: Mutex::new(HashMap::new()),
                 local_addrs: ArcSwap::from_pointee(Vec::new()),
                 missing_sources: Mutex::new(HashSet::new()),
                 warned_loops: Mutex::new(HashSet::new()),
-                rng: AtomicU64::new(seed | 1),
                 config,
             }),
         }
@@ -259,12 +359,12 @@ impl Forwarder {
 
     /// Number of cache entries (fresh and stale).
     pub fn cache_len(&self) -> usize {
-        lock(&self.inner.cache).map.len()
+        self.inner.cache.len()
     }
 
     /// Health of every target seen so far, sorted by address.
     pub fn target_health(&self) -> Vec<TargetHealth> {
-        let now = Instant::now();
+        let now = self.inner.config.clock.now();
         let mut v: Vec<TargetHealth> = lock(&self.inner.health)
             .iter()
             .map(|(addr, h)| {
@@ -287,6 +387,28 @@ impl Forwarder {
         v
     }
 
+    /// Answers a query from a fresh cache entry by copying its encoded bytes into `out`: no record is decoded or
+    /// encoded. `false` when the cache has no fresh answer for it that fits `limit`; the query then takes
+    /// [`Self::forward`]. `lower` is the question name in lowercase wire form, as [`crate::wire::peek`] writes it;
+    /// `key` is a buffer reused from query to query.
+    #[allow(clippy::too_many_arguments)]
+    pub fn answer_from_cache(
+        &self,
+        route: &Route,
+        packet: &[u8],
+        peek: &Peek,
+        lower: &[u8],
+        limit: usize,
+        key: &mut Vec<u8>,
+        out: &mut Vec<u8>,
+    ) -> bool {
+        cache::key_into(key, lower, peek.qtype, &route.name);
+        let now = self.inner.config.clock.now();
+        self.inner
+            .cache
+            .answer(key, packet, peek, lower, limit, now, out)
+    }
+
     /// Answers `name`/`qtype` through `route`: from the cache, else from a target (joining an identical
     /// exchange already in flight), else from stale cache data, else SERVFAIL with an extended error.
     /// Always returns within `config.deadline` (plus scheduling jitter).
@@ -298,11 +420,11 @@ impl Forwarder {
         dnssec_ok: bool,
     ) -> Outcome {
         let inner = &self.inner;
-        let start = Instant::now();
-        let deadline = start + inner.config.deadline;
-        let key = CacheKey::new(route, name, qtype);
+        let deadline = Instant::now() + inner.config.deadline;
+        let now = inner.config.clock.now();
+        let key = cache_key(route, name, qtype);
 
-        if let Some(hit) = lock(&inner.cache).fresh(&key, dnssec_ok, qtype, start) {
+        if let Some(hit) = inner.cache.fresh(&key, dnssec_ok, now) {
             return hit;
         }
 
@@ -326,7 +448,7 @@ impl Forwarder {
             return servfail(Via::NotSent, ede::OTHER, why);
         }
 
-        let candidates = inner.live_targets(&targets, start);
+        let candidates = inner.live_targets(&targets, now);
         if candidates.is_empty() {
             debug!(route = %route.name, name = %name, "all targets held down");
             return self.stale_or(
@@ -423,26 +545,26 @@ impl Forwarder {
     /// packet count of `failure`.
     fn stale_or(
         &self,
-        key: &CacheKey,
+        key: &[u8],
         dnssec_ok: bool,
         qtype: RecordType,
         failure: Outcome,
     ) -> Outcome {
-        let now = Instant::now();
+        let now = self.inner.config.clock.now();
         let why = failure
             .ede
             .as_ref()
             .map(|(_, t)| t.clone())
             .unwrap_or_else(|| format!("upstream answered {}", failure.rcode));
-        let mut cache = lock(&self.inner.cache);
-        if let Some(mut fresh) = cache.fresh(key, dnssec_ok, qtype, now) {
+        let cache = &self.inner.cache;
+        if let Some(mut fresh) = cache.fresh(key, dnssec_ok, now) {
             fresh.upstream_packets = failure.upstream_packets;
             return fresh;
         }
-        match cache.stale(key, dnssec_ok, qtype, now, &why) {
+        match cache.stale(key, dnssec_ok, now, &why) {
             Some(mut o) => {
                 o.upstream_packets = failure.upstream_packets;
-                debug!(name = %key.name, qtype = %qtype, reason = %why, "serving stale answer");
+                debug!(qtype = %qtype, reason = %why, "serving stale answer");
                 o
             }
             None => failure,
@@ -499,22 +621,8 @@ impl Inner {
             })
             .collect();
         drop(health);
-        // Fisher-Yates; the order only spreads load, so a small PRNG is enough.
-        for i in (1..live.len()).rev() {
-            let j = (self.next_random() % (i as u64 + 1)) as usize;
-            live.swap(i, j);
-        }
+        self.config.order.arrange(&mut live);
         live
-    }
-
-    fn next_random(&self) -> u64 {
-        // xorshift64*; racing updates only make it "more random".
-        let mut x = self.rng.load(Ordering::Relaxed);
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.rng.store(x, Ordering::Relaxed);
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
 
     fn permits(&self, route: &Arc<str>) -> Option<(OwnedSemaphorePermit, OwnedSemaphorePermit)> {
@@ -554,7 +662,7 @@ impl Inner {
     /// RFC 9520: a target that failed an exchange without answering is skipped for a while, doubling the
     /// time for each consecutive failed exchange.
     fn hold_down(&self, target: SocketAddr) {
-        let now = Instant::now();
+        let now = self.config.clock.now();
         let mut health = lock(&self.health);
         let h = health.entry(target).or_default();
         if h.held_down_until.is_some_and(|until| until > now) {
@@ -1036,11 +1144,11 @@ async fn read_udp(sock: &UdpSocket, check: &Check) -> io::Result<Message> {
 }
 
 impl Inner {
-    fn cache_insert(&self, key: &CacheKey, ex: &Exchanged, dnssec_ok: bool) {
+    fn cache_insert(&self, key: &[u8], ex: &Exchanged, dnssec_ok: bool) {
         let Some(ttl) = cache_ttl(ex, self.config.max_ttl) else {
             return;
         };
-        let now = Instant::now();
+        let now = self.config.clock.now();
         let cap = |records: &[Record]| {
             records
                 .iter()
@@ -1051,19 +1159,20 @@ impl Inner {
                 })
                 .collect::<Vec<_>>()
         };
-        let entry = Entry {
-            rcode: ex.rcode,
-            answers: cap(&ex.answers),
-            authority: cap(&ex.authority),
-            stored: now,
-            expires: now + Duration::from_secs(u64::from(ttl.entry_ttl)),
-            stale_until: now
-                + Duration::from_secs(u64::from(ttl.entry_ttl))
-                + self.config.stale_for,
+        let entry = cache::Entry::new(
+            key,
+            ex.rcode,
+            &cap(&ex.answers),
+            &cap(&ex.authority),
             dnssec_ok,
-            order: (now, 0),
-        };
-        lock(&self.cache).insert(key.clone(), entry, now);
+            now,
+            Duration::from_secs(u64::from(ttl.entry_ttl)),
+            self.config.stale_for,
+        );
+        match entry {
+            Some(entry) => self.cache.insert(key, entry, now),
+            None => debug!("answer not cached: it cannot be re-encoded"),
+        }
     }
 }
 
@@ -1099,137 +1208,6 @@ fn cache_ttl(ex: &Exchanged, max_ttl: Duration) -> Option<Ttl> {
         }
     };
     (ttl.entry_ttl > 0).then_some(ttl)
-}
-
-struct Entry {
-    rcode: ResponseCode,
-    answers: Vec<Record>,
-    authority: Vec<Record>,
-    stored: Instant,
-    expires: Instant,
-    stale_until: Instant,
-    /// Fetched with DO: holds the signatures, so it can serve DO and non-DO queries.
-    dnssec_ok: bool,
-    /// Position in the eviction order.
-    order: (Instant, u64),
-}
-
-/// Fixed-capacity cache; eviction order is the end of the stale window, so dead and soon-dead entries go
-/// first.
-struct Cache {
-    capacity: usize,
-    map: HashMap<CacheKey, Entry>,
-    order: BTreeMap<(Instant, u64), CacheKey>,
-    seq: u64,
-}
-
-impl Cache {
-    fn new(capacity: usize) -> Self {
-        Self {
-            capacity,
-            map: HashMap::new(),
-            order: BTreeMap::new(),
-            seq: 0,
-        }
-    }
-
-    fn remove(&mut self, key: &CacheKey) {
-        if let Some(e) = self.map.remove(key) {
-            self.order.remove(&e.order);
-        }
-    }
-
-    fn insert(&mut self, key: CacheKey, mut entry: Entry, now: Instant) {
-        if self.capacity == 0 {
-            return;
-        }
-        self.remove(&key);
-        // Drop what is past its stale window, then the soonest-expiring while full.
-        while let Some(((until, _), _)) = self.order.first_key_value() {
-            if *until > now && self.map.len() < self.capacity {
-                break;
-            }
-            if let Some((_, k)) = self.order.pop_first() {
-                self.map.remove(&k);
-            }
-        }
-        self.seq += 1;
-        entry.order = (entry.stale_until, self.seq);
-        self.order.insert(entry.order, key.clone());
-        self.map.insert(key, entry);
-    }
-
-    fn fresh(
-        &mut self,
-        key: &CacheKey,
-        dnssec_ok: bool,
-        qtype: RecordType,
-        now: Instant,
-    ) -> Option<Outcome> {
-        let e = self.map.get(key)?;
-        if e.stale_until <= now {
-            self.remove(key);
-            return None;
-        }
-        if e.expires <= now || (dnssec_ok && !e.dnssec_ok) {
-            return None;
-        }
-        let elapsed = u32::try_from((now - e.stored).as_secs()).unwrap_or(u32::MAX);
-        let age = |records: &[Record]| {
-            strip_dnssec(records, dnssec_ok, qtype)
-                .into_iter()
-                .map(|mut r| {
-                    r.ttl = r.ttl.saturating_sub(elapsed);
-                    r
-                })
-                .collect()
-        };
-        Some(Outcome {
-            rcode: e.rcode,
-            answers: age(&e.answers),
-            authority: age(&e.authority),
-            via: Via::Cache,
-            ede: None,
-            upstream_packets: 0,
-        })
-    }
-
-    fn stale(
-        &mut self,
-        key: &CacheKey,
-        dnssec_ok: bool,
-        qtype: RecordType,
-        now: Instant,
-        why: &str,
-    ) -> Option<Outcome> {
-        let e = self.map.get(key)?;
-        if e.stale_until <= now {
-            self.remove(key);
-            return None;
-        }
-        let code = if e.rcode == ResponseCode::NXDomain {
-            ede::STALE_NXDOMAIN_ANSWER
-        } else {
-            ede::STALE_ANSWER
-        };
-        let fix = |records: &[Record]| {
-            strip_dnssec(records, dnssec_ok, qtype)
-                .into_iter()
-                .map(|mut r| {
-                    r.ttl = STALE_TTL;
-                    r
-                })
-                .collect()
-        };
-        Some(Outcome {
-            rcode: e.rcode,
-            answers: fix(&e.answers),
-            authority: fix(&e.authority),
-            via: Via::Stale,
-            ede: Some((code, format!("stale answer: {why}"))),
-            upstream_packets: 0,
-        })
-    }
 }
 
 /// The "nameserver" lines of a resolv.conf text, port 53, in order; unparsable addresses (e.g. with an
