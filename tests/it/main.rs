@@ -10,6 +10,7 @@ mod library; // the library API for test suites: parse, resolve_once, serve on :
 mod netns; // the glibc resolver (getent) in a network namespace against the real binary
 mod peers; // helpers that start real DNS servers on loopback
 mod prepared; // replayed (prepared) answers equal the full path byte for byte
+mod probe; // `vpc-resolver probe`, the container health check, against a server, silence and an echo
 mod robust; // production operation: ACL, RRL, hostile input, dead upstreams, reloads, metrics, drain
 mod schema; // the committed JSON Schema is the generated one; modelines point at it
 mod serve; // the real binary through real sockets: dig, hickory, dnspython, dnsmasq peers
