@@ -192,12 +192,11 @@ security() {
     ok "$role: uid 65532, CapEff 0x400 (NET_BIND_SERVICE), no_new_privs, read-only root"
 }
 
-cleanup() {
-    local rc=$?
-    set +e
+# Removes whatever this script starts (also what an interrupted earlier run left behind).
+remove_all() {
     [[ -n ${FOLLOW_PID:-} ]] && kill "$FOLLOW_PID" 2>/dev/null
     podman rm -f -t 0 vpcr-ci-first vpcr-ci-hardened vpcr-ci-dropall >/dev/null 2>&1
-    [[ -f $WORK/kube.yaml ]] && podman kube down "$WORK/kube.yaml" >/dev/null 2>&1
+    podman pod ps -q --filter name='^vpc-resolver-pod-[0-9]+$' | xargs -r podman pod rm -f -t 0 >/dev/null 2>&1
     podman volume rm -f vpc-resolver-topology >/dev/null 2>&1
     if [[ -x $WORK/venv/bin/podman-compose ]]; then
         "$WORK/venv/bin/podman-compose" -f "$COMPOSE_FILE" down -t 1 >/dev/null 2>&1
@@ -211,6 +210,13 @@ cleanup() {
         rm -rf "/etc/netns/$NS_PREFIX-$c"
     done
     rm -rf "$WORK/compose-state" "$WORK/kube.yaml" "$WORK/topology-edited.yaml"
+    return 0
+}
+
+cleanup() {
+    local rc=$?
+    set +e
+    remove_all
     log "container.sh: $([[ $rc == 0 ]] && echo passed || echo FAILED) in ${SECONDS}s"
     exit "$rc"
 }
@@ -405,6 +411,7 @@ local_image "$BASE" "$WORK/base.tar"
 local_image "$TOOLS" "$WORK/tools.tar" unbound,dnsmasq-base,bind9-dnsutils,iproute2
 phase "release build and image"
 build_image
+remove_all || true   # errexit is off inside: every removal is attempted
 trap cleanup EXIT
 phase "first run"
 test_first_run
