@@ -1,4 +1,5 @@
-//! The command line: `serve`, `check`, `explain`, `services`, `schema`. The only module that prints to stdout.
+//! The command line: `serve`, `check`, `explain`, `services`, `schema`, `import`, `probe`. The only module that
+//! prints to stdout.
 #![allow(clippy::print_stdout)]
 
 use std::io::Write as _;
@@ -6,11 +7,12 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::str::FromStr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
-use hickory_proto::rr::{Name, RecordType};
+use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_proto::rr::{DNSClass, Name, RecordType};
 use ipnet::IpNet;
 use vpc_resolver::catalog::Catalog;
 use vpc_resolver::engine::{Client, Engine, Options};
@@ -123,6 +125,18 @@ enum Command {
         #[command(subcommand)]
         from: ImportFrom,
     },
+    /// Health check: ask a server `id.server. CH TXT` once; exit 0 on a well-formed reply (any rcode), 1 otherwise.
+    Probe {
+        #[arg(value_name = "ADDR:PORT", default_value = "127.0.0.1:53")]
+        server: SocketAddr,
+        /// Ask over TCP instead of UDP.
+        #[arg(long)]
+        tcp: bool,
+        /// Give up after this many seconds.
+        #[arg(long, value_name = "SECONDS", default_value = "2",
+              value_parser = clap::value_parser!(u64).range(1..=60))]
+        timeout: u64,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -206,6 +220,11 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             explain_cmd(&name, rest, client, &options, json)
         }
         Command::Services { region, filter } => services(&region, filter.as_deref()),
+        Command::Probe {
+            server,
+            tcp,
+            timeout,
+        } => Ok(probe(server, tcp, Duration::from_secs(timeout))),
         Command::Schema => {
             println!("{}", serde_json::to_string_pretty(topology::schema())?);
             Ok(ExitCode::SUCCESS)
@@ -366,6 +385,97 @@ fn import(
         eprintln!("ok: {}", t.summary());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `probe`: one question, one reply. The question is answered by the server itself (no upstream, no topology
+/// lookup), so a slow or dead upstream never fails a liveness check; REFUSED (a source the topology does not
+/// allow) still proves the server is serving.
+fn probe(server: SocketAddr, tcp: bool, timeout: Duration) -> ExitCode {
+    let id = probe_id();
+    match probe_once(server, tcp, timeout, id) {
+        Ok(rcode) => {
+            println!("ok: {server} answered ({rcode})");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            println!("fail: {server}: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn probe_once(
+    server: SocketAddr,
+    tcp: bool,
+    timeout: Duration,
+    id: u16,
+) -> anyhow::Result<ResponseCode> {
+    use std::io::Read as _;
+    let mut query = Message::new(id, MessageType::Query, OpCode::Query);
+    let mut question = Query::query(Name::from_ascii("id.server.")?, RecordType::TXT);
+    question.set_query_class(DNSClass::CH);
+    query.add_query(question);
+    let wire = query.to_vec()?;
+    let deadline = Instant::now() + timeout;
+    let left = || {
+        deadline
+            .checked_duration_since(Instant::now())
+            .filter(|d| !d.is_zero())
+            .context("no reply in time")
+    };
+    if tcp {
+        let mut stream = std::net::TcpStream::connect_timeout(&server, timeout)
+            .context("connecting over TCP")?;
+        stream.set_write_timeout(Some(left()?))?;
+        let len = u16::try_from(wire.len())?.to_be_bytes();
+        stream.write_all(&[&len[..], &wire].concat())?;
+        let mut len = [0u8; 2];
+        stream.set_read_timeout(Some(left()?))?;
+        stream.read_exact(&mut len).context("reading the reply")?;
+        let mut reply = vec![0; usize::from(u16::from_be_bytes(len))];
+        stream.set_read_timeout(Some(left()?))?;
+        stream.read_exact(&mut reply).context("reading the reply")?;
+        check_reply(&reply, id)
+    } else {
+        let local: SocketAddr = if server.is_ipv4() {
+            "0.0.0.0:0"
+        } else {
+            "[::]:0"
+        }
+        .parse()?;
+        let socket = std::net::UdpSocket::bind(local)?;
+        socket.connect(server)?;
+        socket.send(&wire).context("sending over UDP")?;
+        let mut buf = [0u8; 4096];
+        // A stray datagram (another id) is skipped, not taken for the reply.
+        loop {
+            socket.set_read_timeout(Some(left()?))?;
+            let n = socket.recv(&mut buf).context("waiting for the reply")?;
+            if let Ok(rcode) = check_reply(&buf[..n], id) {
+                return Ok(rcode);
+            }
+        }
+    }
+}
+
+/// A reply to our question: our id, the response bit, and our question echoed.
+fn check_reply(reply: &[u8], id: u16) -> anyhow::Result<ResponseCode> {
+    let m = Message::from_vec(reply).context("the reply is not a DNS message")?;
+    let echoed = m.queries.first().is_some_and(|q| {
+        q.query_class() == DNSClass::CH && q.name().to_ascii().eq_ignore_ascii_case("id.server.")
+    });
+    if m.metadata.id != id || m.metadata.message_type != MessageType::Response || !echoed {
+        bail!("the reply does not answer the question");
+    }
+    Ok(m.metadata.response_code)
+}
+
+/// An id that differs between runs, without a random number generator.
+fn probe_id() -> u16 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    (nanos ^ std::process::id()) as u16
 }
 
 fn parse_upstream(text: &str) -> anyhow::Result<Upstream> {

@@ -1759,7 +1759,13 @@ fn k8s_file(name: &str) -> PathBuf {
 
 #[test]
 fn kubernetes_manifests_validate_against_the_schemas() {
-    let files = ["configmap.yaml", "deployment.yaml", "service.yaml"].map(k8s_file);
+    let files = [
+        "configmap.yaml",
+        "deployment.yaml",
+        "service.yaml",
+        "pdb.yaml",
+    ]
+    .map(k8s_file);
     let out = Command::new("kubernetes-validate")
         .arg("--strict")
         .args(&files)
@@ -1770,7 +1776,7 @@ fn kubernetes_manifests_validate_against_the_schemas() {
     let text =
         String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{text}");
-    assert_eq!(text.matches(" passed for resource ").count(), 3, "{text}");
+    assert_eq!(text.matches(" passed for resource ").count(), 4, "{text}");
 }
 
 #[test]
@@ -1798,9 +1804,10 @@ fn kubernetes_example_topology_and_arguments_serve() {
         .iter()
         .map(|a| a.as_str().expect("string arg").to_string())
         .collect();
-    assert_eq!(args[0], "serve");
+    // Appended to the image's ENTRYPOINT (`vpc-resolver serve --listen ...`): no subcommand of their own.
+    assert_eq!(args[0], "/etc/vpc-resolver/topology.yaml");
     assert!(args.iter().any(|a| a == "--watch"));
-    let args: Vec<String> = args[1..]
+    let args: Vec<String> = args
         .iter()
         .map(|a| match a.as_str() {
             "/etc/vpc-resolver/topology.yaml" => file.to_str().expect("utf-8").to_string(),
@@ -1820,14 +1827,36 @@ fn kubernetes_example_topology_and_arguments_serve() {
     }
     let srv = Spawned::start(&[], &rest);
     let m = srv.metrics.expect("metrics");
-    let probe = |path: &str| {
-        deploy["spec"]["template"]["spec"]["containers"][0][path]["httpGet"]["path"]
-            .as_str()
-            .expect("probe path")
-            .to_string()
-    };
-    assert_eq!(http_get(m, &probe("readinessProbe")).0, 200);
-    assert_eq!(http_get(m, &probe("livenessProbe")).0, 200);
+    assert_eq!(http_get(m, "/readyz").0, 200);
+    // The probes run the image's own binary against the server; the address moves to the spawned one.
+    for probe in ["readinessProbe", "livenessProbe"] {
+        let argv: Vec<String> = deploy["spec"]["template"]["spec"]["containers"][0][probe]["exec"]
+            ["command"]
+            .as_array()
+            .expect("an exec probe")
+            .iter()
+            .map(|a| a.as_str().expect("string arg").to_string())
+            .collect();
+        assert_eq!(
+            argv[..2],
+            ["/usr/local/bin/vpc-resolver", "probe"],
+            "{probe}"
+        );
+        let tcp = argv.iter().any(|a| a == "--tcp");
+        let server = if tcp { srv.tcp } else { srv.udp }.to_string();
+        let rest = argv[2..].iter().map(|a| match a.as_str() {
+            "127.0.0.1:53" => server.as_str(),
+            other => other,
+        });
+        let out = Command::new(BIN)
+            .arg("probe")
+            .args(rest)
+            .output()
+            .expect("run probe");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{probe}: {text}");
+        assert!(text.starts_with("ok: "), "{probe}: {text}");
+    }
     let reply = ask(srv.udp, &a(1, "db.lab.internal"));
     assert_eq!(a_records(&reply), [Ipv4Addr::new(10, 0, 1, 100)]);
 }
