@@ -123,6 +123,10 @@ enum ImportFrom {
         /// Write the topology even if it does not pass `check`.
         #[arg(long)]
         no_check: bool,
+        /// Keep what the account reports even where AWS would not produce it (moto): ENI addresses outside their
+        /// subnet and `DnsEntries` names not in AWS's form are served as reported, each with a warning.
+        #[arg(long)]
+        keep_reported: bool,
     },
 }
 
@@ -271,10 +275,15 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     output,
                     region,
                     no_check,
+                    keep_reported,
                 },
         } => {
             use vpc_resolver::import::{ImportError, Options, import_aws_paths};
-            let options = Options { region, no_check };
+            let options = Options {
+                region,
+                no_check,
+                keep_reported,
+            };
             let imported = match import_aws_paths(&inputs, &options) {
                 Ok(i) => i,
                 Err(ImportError::Invalid { yaml, diagnostics }) => {

@@ -80,6 +80,10 @@ pub struct Options {
     pub region: Option<String>,
     /// Skip validating the generated YAML (it is validated by default).
     pub no_check: bool,
+    /// Keep what the account reports where AWS would not have produced it (moto's accounts): ENI addresses outside
+    /// their subnet (written with `reported: true`) and `DnsEntries` names not in AWS's form (each served by a
+    /// private hosted zone of that name that aliases the endpoint). Off: such values are replaced by AWS's.
+    pub keep_reported: bool,
 }
 
 /// One input: a display name (the file path; its file name may carry an id) and its JSON text.
@@ -445,6 +449,8 @@ struct OutEni {
     ip: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     ipv6: Option<String>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    reported: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -456,6 +462,7 @@ struct OutService {
 
 #[derive(Debug, Serialize)]
 struct OutZone {
+    #[serde(skip_serializing_if = "String::is_empty")]
     id: String,
     name: String,
     vpcs: Vec<String>,
@@ -702,6 +709,8 @@ pub fn import_aws(docs: &[Document], options: &Options) -> Result<Imported, Impo
         vpcs: Vec::new(),
         subnets: HashMap::new(),
         services: BTreeMap::new(),
+        keep_reported: options.keep_reported,
+        reported_names: Vec::new(),
     };
     im.region = im.region(options)?;
     im.vpcs();
@@ -709,7 +718,12 @@ pub fn import_aws(docs: &[Document], options: &Options) -> Result<Imported, Impo
         return Err(ImportError::NoVpcs);
     }
     let endpoints = im.endpoints();
-    let hosted_zones = im.hosted_zones(&endpoints);
+    let mut hosted_zones = im.hosted_zones(&endpoints);
+    hosted_zones.extend(reported_name_zones(
+        &im.reported_names,
+        &endpoints,
+        &im.vpcs,
+    ));
     let resolver = im.resolver();
     let file = OutFile {
         version: 1,
@@ -753,6 +767,10 @@ struct Importer<'p> {
     subnets: HashMap<String, (String, Option<Ipv4Net>, Option<Ipv6Net>)>,
     /// Services the catalog lacks, by full name.
     services: BTreeMap<String, OutService>,
+    /// See [`Options::keep_reported`].
+    keep_reported: bool,
+    /// `DnsEntries` names kept as reported: (endpoint id, name).
+    reported_names: Vec<(String, String)>,
 }
 
 impl<'p> Importer<'p> {
@@ -1119,7 +1137,17 @@ impl<'p> Importer<'p> {
             } else {
                 private_names.iter().any(|p| p == &name || p == bare)
             };
-            if !served {
+            if served {
+                continue;
+            }
+            if self.keep_reported {
+                self.warn(format!(
+                    "{}: DnsEntries name {} is not AWS's form (AWS's: {regional}); kept as reported, both are served",
+                    e.vpc_endpoint_id, entry.dns_name
+                ));
+                self.reported_names
+                    .push((e.vpc_endpoint_id.clone(), name.clone()));
+            } else {
                 self.warn(format!(
                     "{}: DnsEntries name {} is not AWS's form; served as {regional} (and its zonal names)",
                     e.vpc_endpoint_id, entry.dns_name
@@ -1160,12 +1188,21 @@ impl<'p> Importer<'p> {
                 ));
                 continue;
             }
+            let mut reported = false;
             let ip = match eni
                 .private_ip_address
                 .as_deref()
                 .map(str::parse::<Ipv4Addr>)
             {
                 Some(Ok(ip)) if cidr.is_some_and(|c| c.contains(&ip)) => Some(ip.to_string()),
+                Some(Ok(ip)) if self.keep_reported => {
+                    self.warn(format!(
+                        "{id}: ENI {eni_id} address {ip} is outside subnet {subnet} ({}); kept as reported (AWS assigns addresses inside the subnet)",
+                        cidr.map_or("?".to_string(), |c| c.to_string())
+                    ));
+                    reported = true;
+                    Some(ip.to_string())
+                }
                 Some(Ok(ip)) => {
                     self.warn(format!(
                         "{id}: ENI {eni_id} address {ip} is outside subnet {subnet} ({}); dropped, the topology assigns one inside it",
@@ -1177,11 +1214,22 @@ impl<'p> Importer<'p> {
             };
             let ipv6 = eni.ipv6_addresses.iter().find_map(|a| {
                 let v6: Ipv6Addr = a.ipv6_address.parse().ok()?;
-                cidr6
-                    .is_some_and(|c| c.contains(&v6))
-                    .then(|| v6.to_string())
+                let inside = cidr6.is_some_and(|c| c.contains(&v6));
+                (inside || self.keep_reported).then_some((v6, inside))
             });
-            out.push(OutEni { subnet, ip, ipv6 });
+            if let Some((v6, false)) = ipv6 {
+                self.warn(format!(
+                    "{id}: ENI {eni_id} address {v6} is outside subnet {subnet}'s IPv6 CIDR; kept as reported"
+                ));
+                reported = true;
+            }
+            let ipv6 = ipv6.map(|(v6, _)| v6.to_string());
+            out.push(OutEni {
+                subnet,
+                ip,
+                ipv6,
+                reported,
+            });
         }
         for subnet in &e.subnet_ids {
             if out.iter().any(|x| &x.subnet == subnet) {
@@ -1202,6 +1250,7 @@ impl<'p> Importer<'p> {
                 subnet: subnet.clone(),
                 ip: None,
                 ipv6: None,
+                reported: false,
             });
         }
         if !have_enis && !e.network_interface_ids.is_empty() {
@@ -1637,6 +1686,48 @@ impl<'p> Importer<'p> {
         }
         out
     }
+}
+
+/// `DnsEntries` names kept as reported: each is a private hosted zone of that name (every imported VPC) whose apex
+/// (or, for `*.name`, every name below it) aliases the endpoint, A and, for endpoints with IPv6, AAAA.
+fn reported_name_zones(
+    names: &[(String, String)],
+    endpoints: &[OutEndpoint],
+    vpcs: &[OutVpc],
+) -> Vec<OutZone> {
+    let mut out: Vec<OutZone> = Vec::new();
+    for (endpoint, name) in names {
+        let (owner, zone) = match name.strip_prefix("*.") {
+            Some(rest) => ("*", rest),
+            None => ("@", name.as_str()),
+        };
+        let ipv6 = endpoints
+            .iter()
+            .find(|e| &e.id == endpoint)
+            .and_then(|e| e.enis.as_ref())
+            .is_some_and(|enis| enis.iter().any(|x| x.ipv6.is_some()));
+        let kinds: &[&str] = if ipv6 { &["A", "AAAA"] } else { &["A"] };
+        let records = kinds.iter().map(|kind| OutRecord {
+            name: owner.to_string(),
+            kind: kind.to_string(),
+            ttl: None,
+            values: Vec::new(),
+            alias: Some(OutAlias {
+                endpoint: endpoint.clone(),
+                az: None,
+            }),
+        });
+        match out.iter_mut().find(|z| z.name == zone) {
+            Some(z) => z.records.extend(records),
+            None => out.push(OutZone {
+                id: String::new(),
+                name: zone.to_string(),
+                vpcs: vpcs.iter().map(|v| v.id.clone()).collect(),
+                records: records.collect(),
+            }),
+        }
+    }
+    out
 }
 
 /// Names in `DnsEntries` that are not vpce names: the private DNS names (lowercase, no final dot).

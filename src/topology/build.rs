@@ -679,6 +679,14 @@ impl Builder<'_> {
         }
     }
 
+    /// An ENI address the account reported outside its subnet (`reported: true`): AWS never assigns one, moto does,
+    /// and an imported topology keeps what the account says so DNS matches it. Only uniqueness is checked.
+    fn reported_ip(&mut self, ctx: &mut Ctx<'_>, o: Origin<'_>, path: &YamlPath, ip: IpAddr) {
+        if !self.used_ips.insert(ip) {
+            ctx.err(o.file, path, format!("{ip} is already used by another ENI or resolver endpoint; each address belongs to one interface"));
+        }
+    }
+
     fn resolver_endpoints(&mut self, ctx: &mut Ctx<'_>) -> Vec<PendingIp> {
         let mut pending = Vec::new();
         let origins: Vec<_> = Self::origins(ctx).collect();
@@ -1053,6 +1061,7 @@ impl Builder<'_> {
                                         subnet: x.subnet.clone(),
                                         ip: x.ip.clone(),
                                         ipv6: x.ipv6.clone(),
+                                        reported: x.reported,
                                     },
                                     path.key("enis").index(j),
                                 )
@@ -1067,6 +1076,7 @@ impl Builder<'_> {
                                         subnet: s.clone(),
                                         ip: None,
                                         ipv6: None,
+                                        reported: false,
                                     },
                                     path.key("subnets").index(j),
                                 )
@@ -1088,6 +1098,7 @@ impl Builder<'_> {
                                             subnet: v.subnets[si].id.clone(),
                                             ip: None,
                                             ipv6: None,
+                                            reported: false,
                                         },
                                         path.clone(),
                                     )
@@ -1129,7 +1140,9 @@ impl Builder<'_> {
                         let ip = match &x.ip {
                             Some(text) => match text.parse::<Ipv4Addr>() {
                                 Ok(ip) => {
-                                    if !subnet.cidr.contains(&ip) {
+                                    if x.reported && !subnet.cidr.contains(&ip) {
+                                        self.reported_ip(ctx, o, &ep.key("ip"), IpAddr::V4(ip));
+                                    } else if !subnet.cidr.contains(&ip) {
                                         ctx.err(o.file, &ep.key("ip"), format!("{ip} is outside subnet {} ({}); write an address inside it, e.g. {}", subnet.id, subnet.cidr, nth_host(subnet.cidr, 10)));
                                     } else {
                                         self.check_ip(ctx, o, &ep.key("ip"), vpc, IpAddr::V4(ip));
@@ -1162,6 +1175,13 @@ impl Builder<'_> {
                         };
                         let ipv6 = match &x.ipv6 {
                             Some(text) => match text.parse::<Ipv6Addr>() {
+                                Ok(v6)
+                                    if x.reported
+                                        && !subnet.ipv6_cidr.is_some_and(|c| c.contains(&v6)) =>
+                                {
+                                    self.reported_ip(ctx, o, &ep.key("ipv6"), IpAddr::V6(v6));
+                                    Some(v6)
+                                }
                                 Ok(v6) if subnet.ipv6_cidr.is_some_and(|c| c.contains(&v6)) => {
                                     if !self.used_ips.insert(IpAddr::V6(v6)) {
                                         ctx.err(
