@@ -718,6 +718,9 @@ pub fn import_aws(docs: &[Document], options: &Options) -> Result<Imported, Impo
         return Err(ImportError::NoVpcs);
     }
     let endpoints = im.endpoints();
+    if options.keep_reported {
+        im.reported_private_dns(&endpoints);
+    }
     let mut hosted_zones = im.hosted_zones(&endpoints);
     hosted_zones.extend(reported_name_zones(
         &im.reported_names,
@@ -794,6 +797,26 @@ impl<'p> Importer<'p> {
                 .find_map(|s| s.availability_zone.as_deref().and_then(region_of_az))
         };
         from_services.or_else(from_azs).ok_or(ImportError::NoRegion)
+    }
+
+    /// moto lets an endpoint have private DNS in a VPC without `enableDnsSupport` and `enableDnsHostnames` (AWS
+    /// rejects that): kept as reported, the VPC's attributes become true so the private DNS is served.
+    fn reported_private_dns(&mut self, endpoints: &[OutEndpoint]) {
+        for e in endpoints.iter().filter(|e| e.private_dns == Some(true)) {
+            let Some(v) = self.vpcs.iter_mut().find(|v| v.id == e.vpc) else {
+                continue;
+            };
+            if v.enable_dns_support && v.enable_dns_hostnames {
+                continue;
+            }
+            v.enable_dns_support = true;
+            v.enable_dns_hostnames = true;
+            let text = format!(
+                "{}: PrivateDnsEnabled although {} has enableDnsSupport or enableDnsHostnames false (AWS rejects that); kept as reported, the VPC's attributes are imported as true",
+                e.id, e.vpc
+            );
+            self.warn(text);
+        }
     }
 
     fn has_vpc(&self, id: &str) -> bool {
