@@ -16,7 +16,7 @@ work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 python3 -m venv "$work/venv"
 pip=("$work/venv/bin/pip" install --quiet --disable-pip-version-check)
-"${pip[@]}" pytest boto3 'moto[ec2,route53,route53resolver]>=5' 'dnspython>=2.6'
+# pytest, boto3, moto and dnspython come with the package (its dependencies).
 # maturin builds the binary in release mode; the clone's target dir keeps the build for the next run.
 start=$(date +%s)
 CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}" "${pip[@]}" "$root"
