@@ -160,7 +160,8 @@ class Server:
         self._proc = proc
         self._cleanup.detach()
         self._cleanup = weakref.finalize(self, Server._finalize, proc, str(self._dir))
-        threading.Thread(target=self._read_stdout, args=(proc, self._lines), daemon=True).start()
+        self._reader = threading.Thread(target=self._read_stdout, args=(proc, self._lines), daemon=True)
+        self._reader.start()
         udp = tcp = None
         metrics = None
         deadline = time.monotonic() + START_TIMEOUT
@@ -192,8 +193,9 @@ class Server:
     def _read_stdout(proc: subprocess.Popen, lines: "queue.Queue[Optional[str]]") -> None:
         # Keeps draining stdout so the server never blocks on a full pipe.
         assert proc.stdout is not None
-        for line in proc.stdout:
-            lines.put(line.rstrip("\n"))
+        with proc.stdout:
+            for line in proc.stdout:
+                lines.put(line.rstrip("\n"))
         lines.put(None)
 
     def _stderr(self, tail: int = 60) -> str:
@@ -234,6 +236,9 @@ class Server:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+        if proc is not None:
+            # The reader closes stdout at end of file, which comes once the process is gone.
+            self._reader.join(timeout=5)
 
     def close(self) -> None:
         """Stops the server and removes its temporary files."""
