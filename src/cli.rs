@@ -154,6 +154,10 @@ enum ImportFrom {
         /// Write the topology even if it does not pass `check`.
         #[arg(long)]
         no_check: bool,
+        /// Keep what the account reports even where AWS would not produce it (moto): ENI addresses outside their
+        /// subnet and `DnsEntries` names not in AWS's form are served as reported, each with a warning.
+        #[arg(long)]
+        keep_reported: bool,
     },
 }
 
@@ -236,8 +240,9 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     output,
                     region,
                     no_check,
+                    keep_reported,
                 },
-        } => import(&inputs, output, region, no_check),
+        } => import(&inputs, output, region, no_check, keep_reported),
     }
 }
 
@@ -352,9 +357,14 @@ fn import(
     output: Option<PathBuf>,
     region: Option<String>,
     no_check: bool,
+    keep_reported: bool,
 ) -> anyhow::Result<ExitCode> {
     use vpc_resolver::import::{ImportError, Options, import_aws_paths};
-    let options = Options { region, no_check };
+    let options = Options {
+        region,
+        no_check,
+        keep_reported,
+    };
     let imported = match import_aws_paths(inputs, &options) {
         Ok(i) => i,
         Err(ImportError::Invalid { yaml, diagnostics }) => {

@@ -89,6 +89,10 @@ pub struct Options {
     pub region: Option<String>,
     /// Skip validating the generated YAML (it is validated by default).
     pub no_check: bool,
+    /// Keep what the account reports where AWS would not have produced it (moto's accounts): ENI addresses outside
+    /// their subnet (written with `reported: true`) and `DnsEntries` names not in AWS's form (each served by a
+    /// private hosted zone of that name that aliases the endpoint). Off: such values are replaced by AWS's.
+    pub keep_reported: bool,
 }
 
 /// One input: a display name (the file path; its file name may carry an id) and its JSON text.
@@ -591,6 +595,8 @@ pub fn import_aws(docs: &[Document], options: &Options) -> Result<Imported, Impo
         vpcs: Vec::new(),
         subnets: HashMap::new(),
         services: BTreeMap::new(),
+        keep_reported: options.keep_reported,
+        reported_names: Vec::new(),
     };
     im.region = im.region(options)?;
     im.vpcs();
@@ -598,7 +604,15 @@ pub fn import_aws(docs: &[Document], options: &Options) -> Result<Imported, Impo
         return Err(ImportError::NoVpcs);
     }
     let endpoints = im.endpoints();
-    let hosted_zones = im.hosted_zones(&endpoints);
+    if options.keep_reported {
+        im.reported_private_dns(&endpoints);
+    }
+    let mut hosted_zones = im.hosted_zones(&endpoints);
+    hosted_zones.extend(reported_name_zones(
+        &im.reported_names,
+        &endpoints,
+        &im.vpcs,
+    ));
     let resolver = im.resolver()?;
     let instances = im.instances();
     let firewall = im.firewall()?;
@@ -686,6 +700,10 @@ struct Importer<'p> {
     subnets: HashMap<String, (String, Option<Ipv4Net>, Option<Ipv6Net>)>,
     /// Services the catalog lacks, by full name.
     services: BTreeMap<String, raw::Service>,
+    /// See [`Options::keep_reported`].
+    keep_reported: bool,
+    /// `DnsEntries` names kept as reported: (endpoint id, name).
+    reported_names: Vec<(String, String)>,
 }
 
 impl<'p> Importer<'p> {
@@ -722,6 +740,28 @@ impl<'p> Importer<'p> {
                 .find_map(|s| s.availability_zone.as_deref().and_then(region_of_az))
         };
         from_services.or_else(from_azs).ok_or(ImportError::NoRegion)
+    }
+
+    /// moto lets an endpoint have private DNS in a VPC without `enableDnsSupport` and `enableDnsHostnames` (AWS
+    /// rejects that): kept as reported, the VPC's attributes become true so the private DNS is served.
+    fn reported_private_dns(&mut self, endpoints: &[raw::Endpoint]) {
+        for e in endpoints.iter().filter(|e| e.private_dns == Some(true)) {
+            let Some(v) = self.vpcs.iter_mut().find(|v| v.id == e.vpc) else {
+                continue;
+            };
+            let on = |flag: Option<bool>| flag.unwrap_or(true);
+            if on(v.enable_dns_support) && on(v.enable_dns_hostnames) {
+                continue;
+            }
+            v.enable_dns_support = Some(true);
+            v.enable_dns_hostnames = Some(true);
+            let text = format!(
+                "{}: PrivateDnsEnabled although {} has enableDnsSupport or enableDnsHostnames false (AWS rejects that); kept as reported, the VPC's attributes are imported as true",
+                e.id.as_deref().unwrap_or("?"),
+                e.vpc.as_deref().unwrap_or("?")
+            );
+            self.warn(text);
+        }
     }
 
     fn has_vpc(&self, id: &str) -> bool {
@@ -1089,7 +1129,17 @@ impl<'p> Importer<'p> {
             } else {
                 private_names.iter().any(|p| p == &name || p == bare)
             };
-            if !served {
+            if served {
+                continue;
+            }
+            if self.keep_reported {
+                self.warn(format!(
+                    "{}: DnsEntries name {} is not AWS's form (AWS's: {regional}); kept as reported, both are served",
+                    e.vpc_endpoint_id, entry.dns_name
+                ));
+                self.reported_names
+                    .push((e.vpc_endpoint_id.clone(), name.clone()));
+            } else {
                 self.warn(format!(
                     "{}: DnsEntries name {} is not AWS's form; served as {regional} (and its zonal names)",
                     e.vpc_endpoint_id, entry.dns_name
@@ -1130,12 +1180,21 @@ impl<'p> Importer<'p> {
                 ));
                 continue;
             }
+            let mut reported = false;
             let ip = match eni
                 .private_ip_address
                 .as_deref()
                 .map(str::parse::<Ipv4Addr>)
             {
                 Some(Ok(ip)) if cidr.is_some_and(|c| c.contains(&ip)) => Some(ip.to_string()),
+                Some(Ok(ip)) if self.keep_reported => {
+                    self.warn(format!(
+                        "{id}: ENI {eni_id} address {ip} is outside subnet {subnet} ({}); kept as reported (AWS assigns addresses inside the subnet)",
+                        cidr.map_or("?".to_string(), |c| c.to_string())
+                    ));
+                    reported = true;
+                    Some(ip.to_string())
+                }
                 Some(Ok(ip)) => {
                     self.warn(format!(
                         "{id}: ENI {eni_id} address {ip} is outside subnet {subnet} ({}); dropped, the topology assigns one inside it",
@@ -1147,11 +1206,22 @@ impl<'p> Importer<'p> {
             };
             let ipv6 = eni.ipv6_addresses.iter().find_map(|a| {
                 let v6: Ipv6Addr = a.ipv6_address.parse().ok()?;
-                cidr6
-                    .is_some_and(|c| c.contains(&v6))
-                    .then(|| v6.to_string())
+                let inside = cidr6.is_some_and(|c| c.contains(&v6));
+                (inside || self.keep_reported).then_some((v6, inside))
             });
-            out.push(raw::Eni { subnet, ip, ipv6 });
+            if let Some((v6, false)) = ipv6 {
+                self.warn(format!(
+                    "{id}: ENI {eni_id} address {v6} is outside subnet {subnet}'s IPv6 CIDR; kept as reported"
+                ));
+                reported = true;
+            }
+            let ipv6 = ipv6.map(|(v6, _)| v6.to_string());
+            out.push(raw::Eni {
+                subnet,
+                ip,
+                ipv6,
+                reported,
+            });
         }
         for subnet in &e.subnet_ids {
             if out.iter().any(|x| &x.subnet == subnet) {
@@ -1172,6 +1242,7 @@ impl<'p> Importer<'p> {
                 subnet: subnet.clone(),
                 ip: None,
                 ipv6: None,
+                reported: false,
             });
         }
         if !have_enis && !e.network_interface_ids.is_empty() {
@@ -1697,6 +1768,49 @@ fn endpoint_candidates(
         }
     }
     candidates
+}
+
+/// `DnsEntries` names kept as reported: each is a private hosted zone of that name (every imported VPC) whose apex
+/// (or, for `*.name`, every name below it) aliases the endpoint, A and, for endpoints with IPv6, AAAA.
+fn reported_name_zones(
+    names: &[(String, String)],
+    endpoints: &[raw::Endpoint],
+    vpcs: &[raw::Vpc],
+) -> Vec<raw::HostedZone> {
+    let mut out: Vec<raw::HostedZone> = Vec::new();
+    for (endpoint, name) in names {
+        let (owner, zone) = match name.strip_prefix("*.") {
+            Some(rest) => ("*", rest),
+            None => ("@", name.as_str()),
+        };
+        let ipv6 = endpoints
+            .iter()
+            .find(|e| e.id.as_ref() == Some(endpoint))
+            .and_then(|e| e.enis.as_ref())
+            .is_some_and(|enis| enis.iter().any(|x| x.ipv6.is_some()));
+        let kinds: &[&str] = if ipv6 { &["A", "AAAA"] } else { &["A"] };
+        let records = kinds.iter().map(|kind| raw::Record {
+            name: owner.to_string(),
+            kind: kind.to_string(),
+            ttl: None,
+            values: Vec::new(),
+            value: None,
+            alias: Some(raw::Alias {
+                endpoint: endpoint.clone(),
+                az: None,
+            }),
+        });
+        match out.iter_mut().find(|z| z.name == zone) {
+            Some(z) => z.records.extend(records),
+            None => out.push(raw::HostedZone {
+                id: None,
+                name: zone.to_string(),
+                vpcs: Some(vpcs.iter().filter_map(|v| v.id.clone()).collect()),
+                records: records.collect(),
+            }),
+        }
+    }
+    out
 }
 
 /// Names in `DnsEntries` that are not vpce names: the private DNS names (lowercase, no final dot).

@@ -159,6 +159,10 @@ pub struct Eni {
     /// Default: a deterministic free address of the subnet.
     pub ip: Option<String>,
     pub ipv6: Option<String>,
+    /// The addresses are what the account reports (`import aws --keep-reported`): kept even outside the subnet,
+    /// where AWS never puts them but moto does.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reported: bool,
 }
 
 #[derive(Debug, Deserialize, Serialize, JsonSchema)]

@@ -528,3 +528,99 @@ fn aws_fixture_keeps_every_resolver_feature() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `--keep-reported`: what moto reports is what DNS answers, its ENI addresses outside their subnets and its
+/// `DnsEntries` names included, each with a warning; the topology still passes `check`.
+#[test]
+fn moto_account_keep_reported_serves_the_reported_values() {
+    let moto = Command::new("python3")
+        .args(["-c", "import moto, boto3"])
+        .output();
+    if !moto.is_ok_and(|o| o.status.success()) {
+        assert!(
+            std::env::var("CI").is_err(),
+            "moto not installed: pip install 'moto[ec2,route53,route53resolver]'"
+        );
+        eprintln!("SKIPPED: moto not installed (pip install 'moto[ec2,route53,route53resolver]')");
+        return;
+    }
+    let dir = temp_dir("moto-kept");
+    let json_dir = dir.join("account");
+    let made = Command::new("python3")
+        .arg(root().join("tests/moto/make_account.py"))
+        .arg(&json_dir)
+        .output()
+        .expect("run make_account.py");
+    assert!(made.status.success(), "make_account.py failed");
+    let ids: Value = serde_json::from_slice(&made.stdout).expect("ids on stdout");
+    let out = dir.join("topo.yaml");
+    let run = Command::new(BIN)
+        .args(["import", "aws", "--keep-reported", "-o"])
+        .arg(&out)
+        .arg(&json_dir)
+        .output()
+        .expect("run import");
+    let stderr = String::from_utf8_lossy(&run.stderr).to_string();
+    assert!(run.status.success(), "import failed:\n{stderr}");
+    let kept = stderr
+        .lines()
+        .filter(|l| l.contains("kept as reported"))
+        .count();
+    assert_eq!(
+        kept,
+        6 + 3,
+        "six ENI addresses, three DnsEntries names:\n{stderr}"
+    );
+    let read = |name: &str| -> Value {
+        serde_json::from_str(&std::fs::read_to_string(json_dir.join(name)).expect("read"))
+            .expect("json")
+    };
+    let (endpoints, enis) = (
+        read("describe-vpc-endpoints.json"),
+        read("describe-network-interfaces.json"),
+    );
+    let served = Served::start(&out, ids["vpc"].as_str().expect("vpc id"));
+    for svc in ["ec2", "sts", "ecr.dkr"] {
+        let id = ids["endpoints"][svc].as_str().expect("id");
+        let ep = endpoints["VpcEndpoints"]
+            .as_array()
+            .expect("list")
+            .iter()
+            .find(|x| x["VpcEndpointId"] == id)
+            .expect("endpoint");
+        let reported: BTreeSet<IpAddr> = ep["NetworkInterfaceIds"]
+            .as_array()
+            .expect("list")
+            .iter()
+            .map(|eni| {
+                let e = enis["NetworkInterfaces"]
+                    .as_array()
+                    .expect("list")
+                    .iter()
+                    .find(|x| &x["NetworkInterfaceId"] == eni)
+                    .expect("eni");
+                e["PrivateIpAddress"]
+                    .as_str()
+                    .expect("ip")
+                    .parse()
+                    .expect("ip")
+            })
+            .collect();
+        assert_eq!(reported.len(), 2);
+        for entry in ep["DnsEntries"].as_array().expect("list") {
+            let name = format!("{}.", entry["DnsName"].as_str().expect("name"));
+            assert_eq!(served.addresses(&name, RecordType::A), reported, "{name}");
+        }
+        let private = if svc == "ecr.dkr" {
+            "123456789012.dkr.ecr.us-east-1.amazonaws.com.".to_string()
+        } else {
+            format!("{svc}.us-east-1.amazonaws.com.")
+        };
+        assert_eq!(
+            served.addresses(&private, RecordType::A),
+            reported,
+            "{private}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

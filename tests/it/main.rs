@@ -14,9 +14,9 @@ mod netns; // the glibc resolver (getent) in a network namespace against the rea
 mod onprem; // the hybrid lab with the data center listed nowhere: two namespaces, dig, dnspython, glibc, explain
 mod peers; // helpers that start real DNS servers on loopback
 mod prepared; // replayed (prepared) answers equal the full path byte for byte
-mod property; // explain equals what the binary sends, for drawn tuples in a network namespace
 mod prereq; // a missing tool fails the test in CI and skips it elsewhere
 mod probe; // `vpc-resolver probe`, the container health check, against a server, silence and an echo
+mod property; // explain equals what the binary sends, for drawn tuples in a network namespace
 mod reload; // the reload worker, generations, and the bounded ops endpoint against the real binary
 mod robust; // production operation: ACL, RRL, hostile input, dead upstreams, reloads, metrics, drain
 mod schema; // the committed JSON Schema is the generated one; modelines point at it

@@ -330,8 +330,33 @@ impl Builder<'_> {
             if !azs_seen.insert(s.az.clone()) {
                 ctx.err(o.file, &ep, format!("a second ENI in {}: an endpoint has at most one network interface per Availability Zone; pick a subnet in another AZ", s.az));
             }
-            let ip = self.eni_ipv4(ctx, o, &ep, shape, &s, x.ip.as_deref(), enis.len(), pending);
-            let ipv6 = self.eni_ipv6(ctx, o, &ep, shape, &s, x.ipv6.as_deref());
+            let outside4 =
+                x.reported && parsed::<Ipv4Addr>(&x.ip).is_some_and(|ip| !s.cidr.contains(&ip));
+            let outside6 = x.reported
+                && parsed::<Ipv6Addr>(&x.ipv6)
+                    .is_some_and(|v6| !s.ipv6_cidr.is_some_and(|c| c.contains(&v6)));
+            let ip = if outside4 {
+                self.reported_ip(
+                    ctx,
+                    o,
+                    &ep.key("ip"),
+                    parsed::<Ipv4Addr>(&x.ip).map(IpAddr::V4),
+                );
+                parsed(&x.ip)
+            } else {
+                self.eni_ipv4(ctx, o, &ep, shape, &s, x.ip.as_deref(), enis.len(), pending)
+            };
+            let ipv6 = if outside6 {
+                self.reported_ip(
+                    ctx,
+                    o,
+                    &ep.key("ipv6"),
+                    parsed::<Ipv6Addr>(&x.ipv6).map(IpAddr::V6),
+                );
+                parsed(&x.ipv6)
+            } else {
+                self.eni_ipv6(ctx, o, &ep, shape, &s, x.ipv6.as_deref())
+            };
             enis.push(Eni {
                 subnet,
                 az: s.az.clone(),
@@ -357,13 +382,17 @@ impl Builder<'_> {
             subnet: subnet.to_string(),
             ip: ip.cloned(),
             ipv6: ipv6.cloned(),
+            reported: false,
         };
         match (&e.enis, &e.subnets) {
             (Some(list), _) => list
                 .iter()
                 .enumerate()
                 .map(|(j, x)| {
-                    let item = eni(&x.subnet, x.ip.as_ref(), x.ipv6.as_ref());
+                    let item = raw::Eni {
+                        reported: x.reported,
+                        ..eni(&x.subnet, x.ip.as_ref(), x.ipv6.as_ref())
+                    };
                     (item, path.key("enis").index(j))
                 })
                 .collect(),
@@ -415,6 +444,23 @@ impl Builder<'_> {
             );
         }
         found
+    }
+
+    /// An address the account reported outside its subnet (`reported: true`, from `import aws --keep-reported`):
+    /// AWS never assigns one, moto does, and an imported topology keeps what the account says so DNS matches it.
+    /// Only uniqueness is checked.
+    fn reported_ip(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        o: Origin<'_>,
+        path: &YamlPath,
+        ip: Option<IpAddr>,
+    ) {
+        if let Some(ip) = ip
+            && !self.used_ips.insert(ip)
+        {
+            ctx.err(o.file, path, format!("{ip} is already used by another ENI or resolver endpoint; each address belongs to one interface"));
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -717,4 +763,9 @@ pub(super) fn full_name_region(service: &str) -> Option<&str> {
     } else {
         None
     }
+}
+
+/// `text` parsed as an address, if it is one (errors are reported where the address is checked).
+fn parsed<T: FromStr>(text: &Option<String>) -> Option<T> {
+    text.as_deref()?.parse().ok()
 }
