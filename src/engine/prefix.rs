@@ -4,17 +4,48 @@
 //! networks are stored, so choosing a view or admitting a source does not grow with the topology.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::net::IpAddr;
 
 use ipnet::IpNet;
+
+/// A multiplicative hash for integer keys. Only topology networks are ever inserted, so a chosen source address
+/// can't grow a chain; SipHash cost more than the rest of the lookup.
+#[derive(Default)]
+pub(crate) struct IntHasher(u64);
+
+impl Hasher for IntHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(*b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.write_u64(u64::from(n));
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0 ^ n)
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+            .rotate_left(29);
+    }
+    fn write_u128(&mut self, n: u128) {
+        self.write_u64(n as u64);
+        self.write_u64((n >> 64) as u64);
+    }
+}
+
+pub(crate) type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<IntHasher>>;
 
 /// Networks mapped to values; the most specific network containing an address wins, the first inserted among
 /// equal networks.
 #[derive(Debug, Clone)]
 pub(crate) struct PrefixMap<T> {
     /// (prefix length, network bits -> value), longest first.
-    v4: Vec<(u8, HashMap<u32, T>)>,
-    v6: Vec<(u8, HashMap<u128, T>)>,
+    v4: Vec<(u8, FastMap<u32, T>)>,
+    v6: Vec<(u8, FastMap<u128, T>)>,
 }
 
 impl<T> Default for PrefixMap<T> {
@@ -42,15 +73,15 @@ fn mask6(bits: u128, len: u8) -> u128 {
     }
 }
 
-fn slot<K, T>(levels: &mut Vec<(u8, HashMap<K, T>)>, len: u8) -> &mut HashMap<K, T> {
+fn slot<K, T>(levels: &mut Vec<(u8, FastMap<K, T>)>, len: u8) -> &mut FastMap<K, T> {
     let at = match levels.iter().position(|(l, _)| *l <= len) {
         Some(i) if levels[i].0 == len => i,
         Some(i) => {
-            levels.insert(i, (len, HashMap::new()));
+            levels.insert(i, (len, FastMap::default()));
             i
         }
         None => {
-            levels.push((len, HashMap::new()));
+            levels.push((len, FastMap::default()));
             levels.len() - 1
         }
     };

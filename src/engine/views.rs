@@ -2,13 +2,12 @@
 //! else the source address, by longest-prefix match over VPC CIDRs and `clients` before client `networks`; else
 //! the default view. No lookup here scans VPCs or networks.
 
-use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::IpNet;
 
 use super::ViewKey;
-use super::prefix::PrefixMap;
+use super::prefix::{FastMap, PrefixMap};
 use crate::topology::{Topology, ViewRef};
 
 /// The link-local VPC resolver addresses every VPC answers on.
@@ -44,7 +43,7 @@ pub(crate) enum Why {
 
 #[derive(Debug)]
 pub(crate) struct Views {
-    arrivals: HashMap<IpAddr, Arrival>,
+    arrivals: FastMap<IpAddr, Arrival>,
     /// Rule 2: VPC CIDRs and `clients`.
     vpc_sources: PrefixMap<u32>,
     /// Rule 3: `networks` with `via_inbound_endpoint`.
@@ -55,7 +54,7 @@ pub(crate) struct Views {
 
 impl Views {
     pub(crate) fn compile(topo: &Topology, default_view: ViewRef) -> Self {
-        let mut arrivals = HashMap::new();
+        let mut arrivals = FastMap::default();
         for (vi, vpc) in topo.vpcs.iter().enumerate() {
             arrivals.insert(IpAddr::V4(vpc.resolver_ip()), Arrival::VpcResolver(vi));
         }

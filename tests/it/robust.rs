@@ -1433,10 +1433,8 @@ fn reload_under_load_loses_nothing_and_never_mixes() {
             let sock = client(Ipv4Addr::LOCALHOST);
             let (mut sent, mut lost, mut versions) = (0u32, 0u32, HashSet::new());
             let deadline = Instant::now() + Duration::from_secs(30);
-            while sent < 20_000
-                && Instant::now() < deadline
-                && !(stop.load(Ordering::Relaxed) && sent > 2000)
-            {
+            // Until the reloads are over (not a fixed count: a fast server would finish it before they begin).
+            while Instant::now() < deadline && !(stop.load(Ordering::Relaxed) && sent > 2000) {
                 let id = (sent % 65536) as u16;
                 sent += 1;
                 let Some(reply) = ask_from(
