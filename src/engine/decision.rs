@@ -58,13 +58,19 @@ pub struct ViewKey {
 }
 
 /// The view of a client the engine admitted; only [`Engine::admit`] makes one, so a table keyed by it (prepared
-/// answers) can never answer a client the engine would refuse.
+/// answers) can never answer a client the engine would refuse. It also says whether the client sits in a DNS64
+/// subnet, whose AAAA answers differ from the rest of the view's, so they are never replayed to the others.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Admitted(pub(super) ViewKey);
+pub struct Admitted(pub(super) ViewKey, pub(super) bool);
 
 impl Admitted {
     pub fn view(self) -> ViewKey {
         self.0
+    }
+
+    /// The client is in a subnet with DNS64 on.
+    pub fn dns64(self) -> bool {
+        self.1
     }
 }
 

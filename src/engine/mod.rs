@@ -124,7 +124,7 @@ pub struct Engine {
     upstream: Arc<Route>,
     firewall: firewall::Firewall,
     /// Sources inside subnets with DNS64 on.
-    dns64_nets: Vec<IpNet>,
+    dns64_nets: prefix::PrefixMap<()>,
 }
 
 /// The name the engine was called before it decided admission too.
@@ -269,7 +269,7 @@ impl Engine {
         let arrival = self.views.arrival(client.local);
         self.admission.admit(src, arrival)?;
         let (key, _) = self.views.choose(src, arrival, client.local);
-        Ok(Admitted(key))
+        Ok(Admitted(key, self.in_dns64_subnet(src)))
     }
 
     /// Which view answers `client` (spec "Which view answers a client"), with why.
@@ -472,10 +472,7 @@ impl Engine {
                 _ => None,
             });
             answers.append(&mut got);
-            let Some(target) = target.filter(|_| depth < MAX_CNAME_CHAIN) else {
-                if depth == MAX_CNAME_CHAIN {
-                    break;
-                }
+            let Some(target) = target else {
                 let outcome = Outcome::Answer {
                     rcode,
                     authoritative,
@@ -484,6 +481,10 @@ impl Engine {
                 };
                 return fw.decision_fixed(view, outcome, decided_by, candidates, fixed);
             };
+            // A chain may hold MAX_CNAME_CHAIN CNAMEs; one more ends in SERVFAIL.
+            if depth == MAX_CNAME_CHAIN {
+                break;
+            }
             trace.add("RFC 1034 §3.6.2", || {
                 format!("{current} is a CNAME for {target}: following it in the same view")
             });
@@ -502,7 +503,7 @@ impl Engine {
 
     /// Whether `src` is in a subnet with DNS64 on (its CIDRs or its `clients`).
     fn in_dns64_subnet(&self, src: IpAddr) -> bool {
-        self.dns64_nets.iter().any(|n| n.contains(&src))
+        self.dns64_nets.contains(src)
     }
 
     /// DNS64 (reference §12.6): a local AAAA answer with no AAAA record gets one synthesized from each A record
@@ -809,17 +810,23 @@ impl Engine {
 }
 
 /// The source networks of subnets with DNS64 on: CIDRs and `clients`.
-fn dns64_nets(topo: &Topology) -> Vec<IpNet> {
-    let mut out = Vec::new();
+fn dns64_nets(topo: &Topology) -> prefix::PrefixMap<()> {
+    let mut out = prefix::PrefixMap::default();
     for s in topo
         .vpcs
         .iter()
         .flat_map(|v| v.subnets.iter())
         .filter(|s| s.dns64)
     {
-        out.push(IpNet::V4(s.cidr));
-        out.extend(s.ipv6_cidr.map(IpNet::V6));
-        out.extend(s.clients.iter().copied());
+        out.insert(IpNet::V4(s.cidr), ());
+        for net in s
+            .ipv6_cidr
+            .map(IpNet::V6)
+            .into_iter()
+            .chain(s.clients.iter().copied())
+        {
+            out.insert(net, ());
+        }
     }
     out
 }

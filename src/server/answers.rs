@@ -86,10 +86,13 @@ pub(crate) struct Answers<T = Entry> {
     entries: AtomicUsize,
 }
 
-/// Writes the lookup key into `buf`: the admitted view (4 bytes; only the engine's admission makes one), query type (2 bytes), lowercase question name in wire form.
-fn key_into(buf: &mut Vec<u8>, view: Admitted, qtype: u16, lower_name: &[u8]) -> usize {
-    let view = view.view();
-    let tag = view.vpc.map_or(0, |v| v + 1) | (u32::from(view.via_inbound) << 31);
+/// Writes the lookup key into `buf`: the admitted view (4 bytes; only the engine's admission makes one), query type
+/// (2 bytes), lowercase question name in wire form.
+fn key_into(buf: &mut Vec<u8>, admitted: Admitted, qtype: u16, lower_name: &[u8]) -> usize {
+    let view = admitted.view();
+    let tag = view.vpc.map_or(0, |v| v + 1)
+        | (u32::from(view.via_inbound) << 31)
+        | (u32::from(admitted.dns64()) << 30);
     buf.clear();
     buf.extend_from_slice(&tag.to_be_bytes());
     buf.extend_from_slice(&qtype.to_be_bytes());

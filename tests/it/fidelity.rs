@@ -105,3 +105,40 @@ fn dns64_for_a_subnet_client() {
     let other = dig(at, &["-b", "127.0.0.1", "db.corp.internal", "AAAA"]);
     assert!(other.answer.is_empty(), "{}", other.raw);
 }
+
+/// Prepared answers are replayed only without the query log; a view's prepared NODATA for AAAA must never reach a
+/// client of the DNS64 subnet (nor its synthesized answer the others). No firewall here: firewall VPCs prepare nothing.
+#[test]
+fn dns64_answers_are_not_replayed_across_subnets() {
+    let dir = crate::peers::temp_dir("dns64");
+    let file = dir.join("dns64.yaml");
+    std::fs::write(
+        &file,
+        "version: 1\nregion: eu-west-2\nupstream: []\nvpcs:\n  - id: vpc-0d6400000000000a1\n    cidr: 10.64.0.0/16\n    clients: [127.0.0.0/8]\n    subnets:\n      - { id: subnet-0d6400000000000a1, az: a, cidr: 10.64.1.0/24 }\n      - { id: subnet-0d6400000000000b1, az: b, cidr: 10.64.2.0/24, enable_dns64: true, clients: [127.0.0.21/32] }\nhosted_zones:\n  - name: corp.internal\n    records:\n      - { name: db, type: A, values: [10.10.1.10] }\n",
+    )
+    .expect("write");
+    let s = Served::start(&[
+        file.to_string_lossy().into_owned(),
+        "--listen".into(),
+        "127.0.0.1:0".into(),
+    ]);
+    let at = s.udp[0];
+    let plain = ["db.corp.internal", "AAAA"];
+    let ask = |src: &str| dig(at, &[&["-b", src][..], &plain[..]].concat());
+    for _ in 0..3 {
+        let other = ask("127.0.0.1");
+        assert_eq!(other.status, "NOERROR", "{}", other.raw);
+        assert!(other.answer.is_empty(), "{}", other.raw);
+    }
+    for _ in 0..3 {
+        let d = ask("127.0.0.21");
+        assert_eq!(
+            d.answer,
+            ["db.corp.internal. 300 IN AAAA 64:ff9b::a0a:10a"],
+            "{}",
+            d.raw
+        );
+    }
+    assert!(ask("127.0.0.1").answer.is_empty());
+    let _ = std::fs::remove_dir_all(&dir);
+}
