@@ -1348,8 +1348,10 @@ fn memory_and_sockets_stay_flat_under_a_flood_to_a_dead_target() {
     let (fds1, rss1) = srv.settled(|fds| fds <= fds0 + 4);
     eprintln!("fds {fds0} -> {fds1}, VmRSS {rss0} kB -> {rss1} kB");
     assert!(fds1 <= fds0 + 4, "descriptors grew from {fds0} to {fds1}");
+    // 20,000 distinct names leave bounded per-name state behind (the remembered forward routes, the forwarder's
+    // cache, both capped); a leak of the flood's packets or tasks would be well above this.
     assert!(
-        rss1 < rss0 + 16 * 1024,
+        rss1 < rss0 + 32 * 1024,
         "VmRSS grew from {rss0} kB to {rss1} kB"
     );
     let reply = ask(srv.udp, &a(1, "db.lab.internal"));
