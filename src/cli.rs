@@ -37,6 +37,14 @@ enum LogFormat {
     Json,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum QueryLogFormat {
+    /// The server's own `answered` events, in --log-format.
+    Native,
+    /// Route 53 Resolver query-log records, one JSON object per line on stderr.
+    Aws,
+}
+
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Serve DNS over UDP and TCP. With no TOPOLOGY, the embedded default (zones/default.yaml).
@@ -66,9 +74,12 @@ enum Command {
         rate_limit: Option<u32>,
         #[arg(long, value_enum, default_value = "text")]
         log_format: LogFormat,
-        /// One log line per query (on by default with --log-format json).
+        /// One log line per query (on by default with --log-format json and --query-log-format aws).
         #[arg(long)]
         query_log: bool,
+        /// `aws`: each query's log line is the JSON record Route 53 Resolver query logging writes.
+        #[arg(long, value_enum, default_value = "native")]
+        query_log_format: QueryLogFormat,
         /// Reload when a topology file changes (SIGHUP always reloads).
         #[arg(long)]
         watch: bool,
@@ -173,13 +184,15 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             rate_limit,
             log_format,
             query_log,
+            query_log_format,
             watch,
             metrics,
             listen_doh,
             tls_cert,
             tls_key,
         } => {
-            init_tracing(log_format);
+            let aws = query_log_format == QueryLogFormat::Aws;
+            init_tracing(log_format, aws);
             let config = ServerConfig {
                 source: topology_source(topology),
                 listen,
@@ -188,7 +201,12 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 default_view,
                 allow,
                 rate_limit: rate_limit.map(RateLimit::new),
-                query_log: query_log || matches!(log_format, LogFormat::Json),
+                query_log: query_log || aws || matches!(log_format, LogFormat::Json),
+                query_log_format: if aws {
+                    vpc_resolver::server::QueryLogFormat::Aws
+                } else {
+                    vpc_resolver::server::QueryLogFormat::Native
+                },
                 watch,
                 metrics,
                 listen_doh,
@@ -501,21 +519,37 @@ fn parse_upstream(text: &str) -> anyhow::Result<Upstream> {
     Ok(Upstream::Addr(SocketAddr::new(ip, 53)))
 }
 
-fn init_tracing(format: LogFormat) {
-    use tracing_subscriber::EnvFilter;
+fn init_tracing(format: LogFormat, aws_records: bool) {
+    use tracing_subscriber::filter::{EnvFilter, filter_fn};
+    use tracing_subscriber::fmt;
+    use tracing_subscriber::prelude::*;
+    let target = vpc_resolver::server::AWS_TARGET;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder
+    let ours = filter_fn(move |m| m.target() != target);
+    let main = match format {
+        LogFormat::Text => fmt::layer().with_writer(std::io::stderr).boxed(),
+        LogFormat::Json => fmt::layer()
+            .with_writer(std::io::stderr)
             .json()
             .flatten_event(true)
             .with_current_span(false)
             .with_span_list(false)
-            .init(),
-    }
+            .boxed(),
+    };
+    // AWS records are printed bare (no time, level or target), so each line is one JSON object.
+    let records = aws_records.then(|| {
+        fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_ansi(false)
+            .without_time()
+            .with_level(false)
+            .with_target(false)
+            .with_filter(filter_fn(move |m| m.target() == target))
+    });
+    tracing_subscriber::registry()
+        .with(main.with_filter(ours).with_filter(filter))
+        .with(records)
+        .init();
 }
 
 async fn serve(config: ServerConfig) -> anyhow::Result<ExitCode> {

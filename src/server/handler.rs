@@ -15,7 +15,7 @@ use tracing::{debug, info};
 
 use super::Snapshot;
 use super::answers::{Entry, Forwarded, preparable};
-use crate::engine::{Client, DecidedBy, Decision, Outcome, Question};
+use crate::engine::{Client, DecidedBy, Decision, FirewallMatch, Outcome, Question};
 use crate::upstream::{Forwarder, Route};
 use crate::wire::{self, ParseError, Peek, Query, Reply};
 
@@ -66,6 +66,8 @@ pub(crate) struct ForwardJob {
     decided_by: DecidedBy,
     view: String,
     src: SocketAddr,
+    local: Option<IpAddr>,
+    firewall: Option<FirewallMatch>,
     started: Instant,
 }
 
@@ -275,7 +277,11 @@ fn from_cache(
     let rcode = reply_rcode(out);
     let (view, by) = (&decision.view.name, &decision.decided_by);
     count(snap, view, by, rcode, req, started);
-    log_query(snap, query, req, view, by, rcode, started);
+    let said = Said {
+        firewall: decision.firewall.as_ref(),
+        ..Said::new(view, by)
+    };
+    log_query(snap, query, req, said, rcode, started, out);
     true
 }
 
@@ -290,15 +296,8 @@ fn wire_policy(
     if query.opcode != 0 {
         let (id, op, rd) = (query.id, query.opcode, query.recursion_desired);
         wire::encode_header_only(id, op, rd, ResponseCode::NotImp, out);
-        log_query(
-            snap,
-            query,
-            req,
-            "-",
-            &"opcode",
-            ResponseCode::NotImp,
-            started,
-        );
+        let said = Said::new("-", &"opcode");
+        log_query(snap, query, req, said, ResponseCode::NotImp, started, out);
         return true;
     }
     if let Some(edns) = query.edns
@@ -306,15 +305,8 @@ fn wire_policy(
     {
         let reply = Reply::empty(ResponseCode::BADVERS);
         wire::encode_reply(query, &reply, limit(query, req.protocol), out);
-        log_query(
-            snap,
-            query,
-            req,
-            "-",
-            &"edns",
-            ResponseCode::BADVERS,
-            started,
-        );
+        let said = Said::new("-", &"edns");
+        log_query(snap, query, req, said, ResponseCode::BADVERS, started, out);
         return true;
     }
     false
@@ -428,6 +420,7 @@ fn carry_out(
     } = decision;
     if let Some(hit) = &firewall
         && snap.query_log
+        && snap.aws_log.is_none()
     {
         // A DNS Firewall ALERT or BLOCK match, as the Route 53 query log shows it (reference §12.1).
         info!(
@@ -462,6 +455,8 @@ fn carry_out(
                 decided_by,
                 view: view.name,
                 src: req.src,
+                local: req.local,
+                firewall,
                 started,
             };
             return Handled::Forward(Box::new(job));
@@ -488,16 +483,11 @@ fn carry_out(
                 ede,
                 ..Reply::empty(ResponseCode::ServFail)
             };
-            return send(
-                snap,
-                req,
-                query,
-                &view.name,
-                &decided_by,
-                &reply,
-                started,
-                out,
-            );
+            let said = Said {
+                firewall: firewall.as_ref(),
+                ..Said::new(&view.name, &decided_by)
+            };
+            return send(snap, req, query, said, &decided_by, &reply, started, out);
         }
     };
     let reply = Reply {
@@ -508,16 +498,11 @@ fn carry_out(
         additional: &[],
         ede,
     };
-    send(
-        snap,
-        req,
-        query,
-        &view.name,
-        &decided_by,
-        &reply,
-        started,
-        out,
-    )
+    let said = Said {
+        firewall: firewall.as_ref(),
+        ..Said::new(&view.name, &decided_by)
+    };
+    send(snap, req, query, said, &decided_by, &reply, started, out)
 }
 
 /// Encodes a local reply, counts and logs it.
@@ -526,15 +511,15 @@ fn send(
     snap: &Snapshot,
     req: Request<'_>,
     query: &Query<'_>,
-    view: &str,
+    said: Said<'_>,
     decided_by: &DecidedBy,
     reply: &Reply<'_>,
     started: Instant,
     out: &mut Vec<u8>,
 ) -> Handled {
     wire::encode_reply(query, reply, limit(query, req.protocol), out);
-    count(snap, view, decided_by, reply.rcode, req, started);
-    log_query(snap, query, req, view, decided_by, reply.rcode, started);
+    count(snap, said.view, decided_by, reply.rcode, req, started);
+    log_query(snap, query, req, said, reply.rcode, started, out);
     Handled::Reply
 }
 
@@ -602,7 +587,7 @@ pub(crate) async fn forward(
     let req = Request {
         packet: &job.packet,
         src: job.src,
-        local: None,
+        local: job.local,
         protocol: job.protocol,
     };
     count(
@@ -613,40 +598,69 @@ pub(crate) async fn forward(
         req,
         job.started,
     );
-    log_query(
-        &snap,
-        &query,
-        req,
-        &job.view,
-        &job.decided_by,
-        result.rcode,
-        job.started,
-    );
+    let said = Said {
+        firewall: job.firewall.as_ref(),
+        ..Said::new(&job.view, &job.decided_by)
+    };
+    log_query(&snap, &query, req, said, result.rcode, job.started, out);
 }
 
 fn log_query(
     snap: &Snapshot,
     query: &Query<'_>,
     req: Request<'_>,
-    view: &str,
-    decided_by: &dyn Display,
+    said: Said<'_>,
     rcode: ResponseCode,
     started: Instant,
+    reply: &[u8],
 ) {
-    if snap.query_log {
-        info!(
-            target: "vpc_resolver::query",
-            client = %req.src.ip(),
-            port = req.src.port(),
-            proto = req.protocol.as_str(),
-            transport = req.protocol.transport(),
+    if !snap.query_log {
+        return;
+    }
+    if let Some(aws) = &snap.aws_log {
+        let seen = super::querylog::Seen {
+            query,
+            src: req.src,
+            local: req.local,
+            protocol: req.protocol,
+            view: said.view,
+            reply,
+            firewall: said.firewall,
+        };
+        let record = aws.record(&seen, std::time::SystemTime::now());
+        info!(target: "vpc_resolver::aws_query_log", "{record}");
+        return;
+    }
+    info!(
+        target: "vpc_resolver::query",
+        client = %req.src.ip(),
+        port = req.src.port(),
+        proto = req.protocol.as_str(),
+        transport = req.protocol.transport(),
+        view = said.view,
+        qname = %query.name,
+        qtype = %query.qtype,
+        decided_by = %said.by,
+        rcode = %super::metrics::rcode_name(rcode),
+        micros = started.elapsed().as_micros() as u64,
+        "answered"
+    );
+}
+
+/// What decided a query, for its log line.
+#[derive(Clone, Copy)]
+struct Said<'a> {
+    view: &'a str,
+    by: &'a dyn Display,
+    firewall: Option<&'a FirewallMatch>,
+}
+
+impl<'a> Said<'a> {
+    fn new(view: &'a str, by: &'a dyn Display) -> Self {
+        Self {
             view,
-            qname = %query.name,
-            qtype = %query.qtype,
-            decided_by = %decided_by,
-            rcode = %super::metrics::rcode_name(rcode),
-            micros = started.elapsed().as_micros() as u64,
-            "answered"
-        );
+            by,
+            firewall: None,
+        }
     }
 }

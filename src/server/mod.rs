@@ -10,6 +10,7 @@ mod doh;
 mod handler;
 mod metrics;
 mod ops;
+mod querylog;
 mod reload;
 mod rrl;
 mod udp;
@@ -31,6 +32,7 @@ use tracing::{debug, error, info, warn};
 pub use doh::TlsError;
 pub use handler::Protocol;
 pub use metrics::Metrics;
+pub use querylog::{AWS_TARGET, QueryLogFormat};
 
 use crate::engine::{Engine, EngineError, Options};
 use crate::topology::{self, Diagnostics, LoadError, RateLimit, Topology, Upstream};
@@ -75,6 +77,8 @@ pub struct ServerConfig {
     pub rate_limit: Option<RateLimit>,
     /// One log event per query (the JSON log is meant for this).
     pub query_log: bool,
+    /// The query log's records: the server's own, or Route 53 Resolver's.
+    pub query_log_format: QueryLogFormat,
     /// Reload when a topology file changes.
     pub watch: bool,
     /// Serve Prometheus metrics, /healthz and /readyz here.
@@ -105,6 +109,7 @@ impl Default for ServerConfig {
             allow: Vec::new(),
             rate_limit: None,
             query_log: false,
+            query_log_format: QueryLogFormat::Native,
             watch: false,
             metrics: None,
             forwarder: ForwarderConfig::default(),
@@ -146,6 +151,8 @@ pub(crate) struct Snapshot {
     pub(crate) forwards: answers::Answers<answers::Forwarded>,
     rate_limit: Option<RateLimit>,
     pub(crate) query_log: bool,
+    /// Set with `--query-log-format aws`: what its records need from the topology.
+    pub(crate) aws_log: Option<querylog::AwsLog>,
     pub(crate) metrics: Arc<Metrics>,
 }
 
@@ -163,6 +170,8 @@ impl Snapshot {
             upstream: cfg.upstream.clone(),
             system: system_nameservers(local),
         };
+        let aws_log =
+            (cfg.query_log_format == QueryLogFormat::Aws).then(|| querylog::AwsLog::new(&topo));
         let engine = Engine::with_options(topo, &options).map_err(|e| match e {
             EngineError::UnknownView(v) => ServeError::UnknownView(v),
         })?;
@@ -172,6 +181,7 @@ impl Snapshot {
             forwards: answers::Answers::new(),
             rate_limit,
             query_log: cfg.query_log,
+            aws_log,
             metrics,
         })
     }

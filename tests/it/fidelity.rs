@@ -142,3 +142,72 @@ fn dns64_answers_are_not_replayed_across_subnets() {
     assert!(ask("127.0.0.1").answer.is_empty());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `--query-log-format aws`: one Route 53 Resolver query-log record per query, a JSON object per line, with the
+/// firewall fields for ALERT and BLOCK matches, the answers the client got, and the source instance.
+#[test]
+fn aws_query_log_records() {
+    let topology = concat!(env!("CARGO_MANIFEST_DIR"), "/zones/scenarios/fidelity.yaml");
+    let s = Served::start(&[
+        topology.to_string(),
+        "--listen".into(),
+        "127.0.0.1:0".into(),
+        "--default-view".into(),
+        "vpc-0f1d0000000000001".into(),
+        "--query-log-format".into(),
+        "aws".into(),
+    ]);
+    let at = s.udp[0];
+    assert_eq!(dig(at, &["bad.example.com", "A"]).status, "NXDOMAIN");
+    assert_eq!(dig(at, &["db.corp.internal", "A"]).status, "NOERROR");
+    let records = || -> Vec<serde_json::Value> {
+        s.log()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .collect()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while records().len() < 2 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let all = records();
+    let find = |name: &str| {
+        all.iter()
+            .find(|r| r["query_name"] == name)
+            .unwrap_or_else(|| panic!("no record for {name} in {}", s.log()))
+            .clone()
+    };
+    let blocked = find("bad.example.com.");
+    for (field, want) in [
+        ("version", "1.100000"),
+        ("region", "eu-west-2"),
+        ("vpc_id", "vpc-0f1d0000000000001"),
+        ("query_type", "A"),
+        ("query_class", "IN"),
+        ("rcode", "NXDOMAIN"),
+        ("srcaddr", "127.0.0.1"),
+        ("transport", "UDP"),
+        ("firewall_rule_group_id", "rslvr-frg-0f1d0000000000001"),
+        ("firewall_rule_action", "BLOCK"),
+        ("firewall_domain_list_id", "rslvr-fdl-0f1d0000000000001"),
+    ] {
+        assert_eq!(blocked[field], want, "{field} in {blocked}");
+    }
+    assert!(
+        blocked["query_timestamp"]
+            .as_str()
+            .is_some_and(|t| t.ends_with('Z'))
+    );
+    assert!(
+        blocked["srcport"]
+            .as_str()
+            .is_some_and(|p| p.parse::<u16>().is_ok())
+    );
+    let alert = find("db.corp.internal.");
+    assert_eq!(alert["firewall_rule_action"], "ALERT", "{alert}");
+    assert_eq!(
+        alert["answers"],
+        serde_json::json!([{"Rdata": "10.10.1.10", "Type": "A", "Class": "IN"}]),
+        "{alert}"
+    );
+}
