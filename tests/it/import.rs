@@ -537,11 +537,7 @@ fn moto_account_keep_reported_serves_the_reported_values() {
         .args(["-c", "import moto, boto3"])
         .output();
     if !moto.is_ok_and(|o| o.status.success()) {
-        assert!(
-            std::env::var("CI").is_err(),
-            "moto not installed: pip install 'moto[ec2,route53,route53resolver]'"
-        );
-        eprintln!("SKIPPED: moto not installed (pip install 'moto[ec2,route53,route53resolver]')");
+        crate::prereq::missing("moto", "pip install 'moto[ec2,route53,route53resolver]'");
         return;
     }
     let dir = temp_dir("moto-kept");

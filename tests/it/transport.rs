@@ -48,16 +48,7 @@ const CLIENT6: &str = "fd00:50::10";
 const SERVER6: &str = "fd00:50::1";
 const RESOLVER6: &str = "fd00:ec2::253";
 
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
-}
-
-/// A prerequisite is missing: fail under CI, otherwise say so and skip.
-fn missing(what: &str) -> bool {
-    assert!(!in_ci(), "CI=true and {what}");
-    eprintln!("SKIPPED: {what}");
-    true
-}
+use crate::prereq::absent as missing;
 
 fn run(cmd: &mut Command) -> Output {
     cmd.output().unwrap_or_else(|e| panic!("run {cmd:?}: {e}"))
