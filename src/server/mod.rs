@@ -323,81 +323,14 @@ impl Server {
         let watch_from = reload::initial_stamps(&config.source, config.watch);
         let topo = config.source.load()?;
         // Bind first: the snapshot needs our own addresses to skip them in resolv.conf.
-        let mut listen = config.listen.clone();
-        if let Some(port) = config.listen_topology {
-            let mut extra: Vec<IpAddr> = topo
-                .resolver_addresses()
-                .into_iter()
-                .map(|(ip, _, _)| ip)
-                .collect();
-            extra.push(IpAddr::V4(Ipv4Addr::new(169, 254, 169, 253)));
-            extra.push(IpAddr::V6(Ipv6Addr::new(
-                0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x253,
-            )));
-            for ip in extra {
-                let addr = SocketAddr::new(ip, port);
-                // A wildcard listener on the same port already receives these queries and knows where each one
-                // arrived (IP_PKTINFO), so the address needs no socket of its own.
-                if listen.iter().any(|l| {
-                    l.port() == port && l.ip().is_unspecified() && l.is_ipv4() == addr.is_ipv4()
-                }) {
-                    debug!(%addr, "served by the wildcard listener on the same port");
-                    continue;
-                }
-                // Only addresses this host has: binding tells.
-                if !listen.contains(&addr) && std::net::UdpSocket::bind(addr).is_ok() {
-                    listen.push(addr);
-                } else {
-                    debug!(%addr, "topology address not on this host; not listening on it");
-                }
-            }
-        }
-        let mut udp_sockets = Vec::new();
-        let mut tcp_listeners = Vec::new();
-        let mut udp_addrs = Vec::new();
-        let mut tcp_addrs = Vec::new();
-        for addr in &listen {
-            let first = bind_udp(*addr)?;
-            let bound = first.local_addr().map_err(|source| ServeError::Bind {
-                proto: "udp",
-                addr: *addr,
-                source,
-            })?;
-            udp_addrs.push(bound);
-            udp_sockets.push(first);
-            let extra = if addr.port() == 0 {
-                0
-            } else {
-                config.udp_sockets.max(1) - 1
-            };
-            for _ in 0..extra {
-                if let Ok(s) = bind_udp(bound) {
-                    udp_sockets.push(s);
-                }
-            }
-            let tcp_addr = SocketAddr::new(
-                addr.ip(),
-                if addr.port() == 0 {
-                    bound.port()
-                } else {
-                    addr.port()
-                },
-            );
-            let listener = bind_tcp(tcp_addr).or_else(|e| {
-                if addr.port() == 0 {
-                    bind_tcp(SocketAddr::new(addr.ip(), 0))
-                } else {
-                    Err(e)
-                }
-            })?;
-            tcp_addrs.push(listener.local_addr().map_err(|source| ServeError::Bind {
-                proto: "tcp",
-                addr: tcp_addr,
-                source,
-            })?);
-            tcp_listeners.push(listener);
-        }
-        let local: Vec<SocketAddr> = udp_addrs.iter().chain(&tcp_addrs).copied().collect();
+        let listen = listen_addresses(&config, &topo);
+        let bound = bind_all(&listen, config.udp_sockets)?;
+        let local: Vec<SocketAddr> = bound
+            .udp_addrs
+            .iter()
+            .chain(&bound.tcp_addrs)
+            .copied()
+            .collect();
         let metrics = Arc::new(Metrics::default());
         let snapshot = Snapshot::new(topo, &config, &local, metrics.clone())?;
         let forwarder = Forwarder::new(config.forwarder.clone());
@@ -419,46 +352,17 @@ impl Server {
             rrl: rrl::Table::default(),
             reloads,
         });
-        let mut tasks = Vec::new();
-        // Each UDP socket gets a thread with its own single-threaded runtime: receive, answer and send stay on one
-        // core with no cross-thread wake-ups (they were a fifth of the CPU per query on the shared runtime).
-        for sock in udp_sockets {
-            let shared = shared.clone();
-            let spawned = std::thread::Builder::new()
-                .name("vpc-resolver-udp".into())
-                .spawn(move || {
-                    let runtime = match tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()
-                    {
-                        Ok(rt) => rt,
-                        Err(e) => return error!(error = %e, "udp runtime"),
-                    };
-                    runtime.block_on(async move {
-                        match udp::Socket::new(sock) {
-                            Ok(sock) => udp_loop(Arc::new(sock), shared.clone()).await,
-                            Err(e) => return error!(error = %e, "udp socket"),
-                        }
-                        // Forwarded queries this runtime started finish before it goes (bounded by their deadline).
-                        let deadline = Instant::now() + Duration::from_secs(3);
-                        while shared.in_flight.load(Ordering::Acquire) > 0
-                            && Instant::now() < deadline
-                        {
-                            tokio::time::sleep(Duration::from_millis(20)).await;
-                        }
-                    });
-                });
-            if let Err(e) = spawned {
-                return Err(ServeError::Bind {
-                    proto: "udp",
-                    addr: udp_addrs[0],
-                    source: e,
-                });
-            }
-        }
-        for listener in tcp_listeners {
-            tasks.push(tokio::spawn(tcp_accept(listener, shared.clone())));
-        }
+        let Bound {
+            udp_sockets,
+            tcp_listeners,
+            udp_addrs,
+            tcp_addrs,
+        } = bound;
+        spawn_udp_threads(udp_sockets, &shared, udp_addrs[0])?;
+        let mut tasks: Vec<_> = tcp_listeners
+            .into_iter()
+            .map(|listener| tokio::spawn(tcp_accept(listener, shared.clone())))
+            .collect();
         let metrics_addr = match shared.config.metrics {
             Some(addr) => {
                 let listener =
@@ -498,6 +402,137 @@ impl Server {
             tasks,
         })
     }
+}
+
+/// `--listen` plus, with `--listen-topology`, every VPC resolver and inbound endpoint address (and 169.254.169.253,
+/// fd00:ec2::253) this host has and no wildcard on the same port already covers.
+fn listen_addresses(config: &ServerConfig, topo: &Topology) -> Vec<SocketAddr> {
+    let mut listen = config.listen.clone();
+    let Some(port) = config.listen_topology else {
+        return listen;
+    };
+    let mut extra: Vec<IpAddr> = topo
+        .resolver_addresses()
+        .into_iter()
+        .map(|(ip, _, _)| ip)
+        .collect();
+    extra.push(IpAddr::V4(Ipv4Addr::new(169, 254, 169, 253)));
+    extra.push(IpAddr::V6(Ipv6Addr::new(
+        0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x253,
+    )));
+    for ip in extra {
+        let addr = SocketAddr::new(ip, port);
+        // A wildcard listener on the same port already receives these queries and knows where each one arrived
+        // (IP_PKTINFO), so the address needs no socket of its own.
+        if listen
+            .iter()
+            .any(|l| l.port() == port && l.ip().is_unspecified() && l.is_ipv4() == addr.is_ipv4())
+        {
+            debug!(%addr, "served by the wildcard listener on the same port");
+            continue;
+        }
+        // Only addresses this host has: binding tells.
+        if !listen.contains(&addr) && std::net::UdpSocket::bind(addr).is_ok() {
+            listen.push(addr);
+        } else {
+            debug!(%addr, "topology address not on this host; not listening on it");
+        }
+    }
+    listen
+}
+
+/// The sockets of every listen address: `per_address` UDP sockets (SO_REUSEPORT; one for port 0) and one TCP
+/// listener on the same port.
+struct Bound {
+    udp_sockets: Vec<std::net::UdpSocket>,
+    tcp_listeners: Vec<TcpListener>,
+    udp_addrs: Vec<SocketAddr>,
+    tcp_addrs: Vec<SocketAddr>,
+}
+
+fn bind_all(listen: &[SocketAddr], per_address: usize) -> Result<Bound, ServeError> {
+    let mut b = Bound {
+        udp_sockets: Vec::new(),
+        tcp_listeners: Vec::new(),
+        udp_addrs: Vec::new(),
+        tcp_addrs: Vec::new(),
+    };
+    for addr in listen {
+        let first = bind_udp(*addr)?;
+        let bound = first.local_addr().map_err(|source| ServeError::Bind {
+            proto: "udp",
+            addr: *addr,
+            source,
+        })?;
+        b.udp_addrs.push(bound);
+        b.udp_sockets.push(first);
+        let extra = if addr.port() == 0 {
+            0
+        } else {
+            per_address.max(1) - 1
+        };
+        b.udp_sockets
+            .extend((0..extra).filter_map(|_| bind_udp(bound).ok()));
+        // TCP on the port UDP got; for port 0 any free port if that one is taken.
+        let tcp_addr = SocketAddr::new(addr.ip(), bound.port());
+        let listener = bind_tcp(tcp_addr).or_else(|e| {
+            if addr.port() == 0 {
+                bind_tcp(SocketAddr::new(addr.ip(), 0))
+            } else {
+                Err(e)
+            }
+        })?;
+        b.tcp_addrs
+            .push(listener.local_addr().map_err(|source| ServeError::Bind {
+                proto: "tcp",
+                addr: tcp_addr,
+                source,
+            })?);
+        b.tcp_listeners.push(listener);
+    }
+    Ok(b)
+}
+
+/// Each UDP socket gets a thread with its own single-threaded runtime: receive, answer and send stay on one core with
+/// no cross-thread wake-ups (they were a fifth of the CPU per query on the shared runtime).
+fn spawn_udp_threads(
+    sockets: Vec<std::net::UdpSocket>,
+    shared: &Arc<Shared>,
+    first: SocketAddr,
+) -> Result<(), ServeError> {
+    for sock in sockets {
+        let shared = shared.clone();
+        std::thread::Builder::new()
+            .name("vpc-resolver-udp".into())
+            .spawn(move || udp_thread(sock, shared))
+            .map_err(|source| ServeError::Bind {
+                proto: "udp",
+                addr: first,
+                source,
+            })?;
+    }
+    Ok(())
+}
+
+fn udp_thread(sock: std::net::UdpSocket, shared: Arc<Shared>) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return error!(error = %e, "udp runtime"),
+    };
+    runtime.block_on(async move {
+        match udp::Socket::new(sock) {
+            Ok(sock) => udp_loop(Arc::new(sock), shared.clone()).await,
+            Err(e) => return error!(error = %e, "udp socket"),
+        }
+        // Forwarded queries this runtime started finish before it goes (bounded by their deadline).
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while shared.in_flight.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
 }
 
 impl RunningServer {
