@@ -151,6 +151,9 @@ pub(crate) fn handle(
         return Handled::Reply;
     }
     let decision = ask(snap, req.client(), &query);
+    if let Some(hit) = decision.firewall.as_ref().filter(|h| h.action != "ALLOW") {
+        snap.metrics.firewall_match(&hit.rule_group, hit.action);
+    }
     if let Some(peek) = &peek {
         remember(snap, req.client(), &query, &decision, scratch);
         if from_cache(snap, req, peek, &query, &decision, scratch, out, started) {
@@ -347,7 +350,9 @@ fn remember(
         // Only a question forwarded as asked (no local CNAME in front) can be replayed from the cache alone. The route
         // is the engine's for this admitted view, name and type whatever `fixed` says (that flag speaks of answers:
         // a forward is never a prepared answer), so it is remembered for every forward.
+        // A firewall match is counted and logged per query, so its route is not replayed without the engine.
         if answers.is_empty()
+            && decision.firewall.is_none()
             && *name == query.name
             && let Ok(admitted) = snap.engine.admit(client)
         {

@@ -46,6 +46,8 @@ pub struct Metrics {
     reload_failed: AtomicU64,
     prepared_hits: AtomicU64,
     generation: AtomicU64,
+    /// DNS Firewall ALERT and BLOCK matches: (rule group, action) -> count.
+    firewall: RwLock<HashMap<(String, &'static str), AtomicU64>>,
 }
 
 fn rcode_index(rcode: ResponseCode) -> usize {
@@ -114,6 +116,20 @@ impl Metrics {
             &self.reload_failed
         }
         .fetch_add(1, Relaxed);
+    }
+
+    /// Counts a DNS Firewall ALERT or BLOCK match of `rule_group`.
+    pub(crate) fn firewall_match(&self, rule_group: &str, action: &'static str) {
+        let key = (rule_group.to_string(), action);
+        if let Ok(map) = self.firewall.read()
+            && let Some(n) = map.get(&key)
+        {
+            n.fetch_add(1, Relaxed);
+            return;
+        }
+        if let Ok(mut map) = self.firewall.write() {
+            map.entry(key).or_default().fetch_add(1, Relaxed);
+        }
     }
 
     /// Counts an answer replayed from the prepared table (the fast path).
@@ -219,8 +235,30 @@ impl Metrics {
             &[],
             forwarder.cache_len() as u64,
         );
+        self.render_firewall(&mut s);
         render_upstreams(&mut s, forwarder);
         s
+    }
+
+    fn render_firewall(&self, s: &mut String) {
+        family(
+            s,
+            "vpc_resolver_firewall_matches_total",
+            "counter",
+            "DNS Firewall rule matches with action ALERT or BLOCK, by rule group.",
+        );
+        if let Ok(map) = self.firewall.read() {
+            let mut rows: Vec<_> = map.iter().collect();
+            rows.sort_by(|a, b| a.0.cmp(b.0));
+            for ((group, action), n) in rows {
+                sample(
+                    s,
+                    "vpc_resolver_firewall_matches_total",
+                    &[("rule_group", group), ("action", action)],
+                    n.load(Relaxed),
+                );
+            }
+        }
     }
 
     fn render_queries(&self, s: &mut String) {
@@ -426,7 +464,13 @@ mod tests {
             Duration::from_micros(70),
         );
         m.retain_views(["vpc-\"odd\""].into_iter());
+        m.firewall_match("rslvr-frg-0a0b0c0d0e0f00001", "ALERT");
+        m.firewall_match("rslvr-frg-0a0b0c0d0e0f00001", "ALERT");
         let text = m.render(&Forwarder::new(Default::default()));
+        assert!(
+            text.contains(r#"vpc_resolver_firewall_matches_total{rule_group="rslvr-frg-0a0b0c0d0e0f00001",action="ALERT"} 2"#),
+            "{text}"
+        );
         assert!(
             text.contains(r#"vpc_resolver_view_queries_total{view="vpc-\"odd\""} 1"#),
             "{text}"
