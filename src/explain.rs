@@ -112,11 +112,15 @@ fn result_lines(outcome: &Outcome, qtype: RecordType) -> Vec<String> {
             route,
             name,
             answers,
+            dns64,
         } => {
             for r in answers {
                 result.push(record_line(r));
             }
             result.push(forward_line(route, name, qtype));
+            if *dns64 {
+                result.push("DNS64: without AAAA in the answer, A is asked and synthesized under 64:ff9b::/96".into());
+            }
         }
         Outcome::Refused { reason } => result.push(format!(
             "REFUSED: {reason} (Extended DNS Error {})",

@@ -138,6 +138,9 @@ pub enum Outcome {
         route: Arc<Route>,
         name: Name,
         answers: Vec<Record>,
+        /// DNS64 (reference §12.6): the client is in a DNS64 subnet and asked AAAA, so an answer without AAAA
+        /// records is completed by asking A and synthesizing addresses under 64:ff9b::/96.
+        dns64: bool,
     },
     /// Not answered for this client: REFUSED with the reason's Extended DNS Error.
     Refused { reason: Reason },

@@ -411,7 +411,12 @@ impl Engine {
         }
         let mut d = self.names(view.clone(), q, &mut trace);
         if q.qtype == RecordType::AAAA && self.in_dns64_subnet(src) {
-            d = self.dns64(d, view, q, &mut trace);
+            if let Outcome::Forward { dns64, .. } = &mut d.outcome {
+                *dns64 = true;
+                trace.add("§12.6", || "DNS64: the client is in a subnet with EnableDns64; if the forwarded answer has no AAAA, the A records are asked for and synthesized under 64:ff9b::/96".to_string());
+            } else {
+                d = self.dns64(d, view, q, &mut trace);
+            }
         }
         d.outcome = protocol::minimal_any(q, d.outcome, &mut trace);
         d.trace = trace.into_steps();
@@ -452,6 +457,7 @@ impl Engine {
                         route,
                         name: current,
                         answers,
+                        dns64: false,
                     };
                     fixed = false;
                     return fw.decision_fixed(view, outcome, decided_by, candidates, fixed);

@@ -68,6 +68,8 @@ pub(crate) struct ForwardJob {
     src: SocketAddr,
     local: Option<IpAddr>,
     firewall: Option<FirewallMatch>,
+    /// Synthesize AAAA from A when the answer has none (the engine's DNS64 decision).
+    dns64: bool,
     started: Instant,
 }
 
@@ -251,13 +253,21 @@ fn from_cache(
     out: &mut Vec<u8>,
     started: Instant,
 ) -> bool {
-    let (Some(forwarder), Outcome::Forward { route, answers, .. }) =
-        (&scratch.forwarder, &decision.outcome)
+    let (
+        Some(forwarder),
+        Outcome::Forward {
+            route,
+            answers,
+            dns64,
+            ..
+        },
+    ) = (&scratch.forwarder, &decision.outcome)
     else {
         return false;
     };
-    // A local CNAME in front of the forwarded name needs the records: that takes `forward`.
-    if !answers.is_empty() {
+    // A local CNAME in front of the forwarded name needs the records, DNS64 may need a second question: both take
+    // `forward`.
+    if !answers.is_empty() || *dns64 {
         return false;
     }
     let route = Route {
@@ -345,6 +355,7 @@ fn remember(
         route,
         name,
         answers,
+        dns64,
     } = &decision.outcome
     {
         // Only a question forwarded as asked (no local CNAME in front) can be replayed from the cache alone. The route
@@ -352,6 +363,7 @@ fn remember(
         // a forward is never a prepared answer), so it is remembered for every forward.
         // A firewall match is counted and logged per query, so its route is not replayed without the engine.
         if answers.is_empty()
+            && !dns64
             && decision.firewall.is_none()
             && *name == query.name
             && let Ok(admitted) = snap.engine.admit(client)
@@ -446,6 +458,7 @@ fn carry_out(
             route,
             name,
             answers,
+            dns64,
         } => {
             let job = ForwardJob {
                 packet: req.packet.to_vec(),
@@ -462,6 +475,7 @@ fn carry_out(
                 src: req.src,
                 local: req.local,
                 firewall,
+                dns64,
                 started,
             };
             return Handled::Forward(Box::new(job));
@@ -571,9 +585,12 @@ pub(crate) async fn forward(
     let _entered = span.enter();
     // The VPC Resolver ignores DO and CD and returns no DNSSEC records (reference §12.7): never ask for them.
     let dnssec_ok = false;
-    let result = forwarder
+    let mut result = forwarder
         .forward(&job.route, &job.name, query.qtype, dnssec_ok)
         .await;
+    if job.dns64 {
+        dns64(forwarder, &job, &mut result).await;
+    }
     let mut answers = job.prefix;
     answers.extend(result.answers);
     let ede = result
@@ -608,6 +625,55 @@ pub(crate) async fn forward(
         ..Said::new(&job.view, &job.decided_by)
     };
     log_query(&snap, &query, req, said, result.rcode, job.started, out);
+}
+
+/// DNS64 for a forwarded AAAA question (reference §12.6): an answer without AAAA records takes the A records of
+/// the same name, each mapped into 64:ff9b::/96 (their CNAMEs kept); a real AAAA, or no A either, stays as it was.
+async fn dns64(forwarder: &Forwarder, job: &ForwardJob, result: &mut crate::upstream::Outcome) {
+    use hickory_proto::rr::{RData, RecordType};
+    let no_aaaa = !result
+        .answers
+        .iter()
+        .any(|r| r.record_type() == RecordType::AAAA);
+    if result.rcode != ResponseCode::NoError || !no_aaaa {
+        return;
+    }
+    let a = forwarder
+        .forward(&job.route, &job.name, RecordType::A, false)
+        .await;
+    let synthesized: Vec<Record> = a
+        .answers
+        .iter()
+        .filter_map(|r| match &r.data {
+            RData::A(v4) => {
+                let o = v4.0.octets();
+                let v6 = std::net::Ipv6Addr::new(
+                    0x64,
+                    0xff9b,
+                    0,
+                    0,
+                    0,
+                    0,
+                    u16::from_be_bytes([o[0], o[1]]),
+                    u16::from_be_bytes([o[2], o[3]]),
+                );
+                Some(Record::from_rdata(
+                    r.name.clone(),
+                    r.ttl,
+                    RData::AAAA(v6.into()),
+                ))
+            }
+            RData::CNAME(_) => Some(r.clone()),
+            _ => None,
+        })
+        .collect();
+    if synthesized
+        .iter()
+        .any(|r| r.record_type() == RecordType::AAAA)
+    {
+        result.answers = synthesized;
+        result.authority.clear();
+    }
 }
 
 fn log_query(

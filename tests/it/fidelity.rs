@@ -211,3 +211,49 @@ fn aws_query_log_records() {
         "{alert}"
     );
 }
+
+/// DNS64 for forwarded answers: a client of the DNS64 subnet asking AAAA for a name the upstream (real dnsmasq)
+/// has only an A record for gets the synthesized address; a real AAAA is kept; other clients get NODATA.
+#[test]
+fn dns64_for_forwarded_answers() {
+    let upstream = crate::peers::Dnsmasq::start(
+        "127.0.0.1".parse().expect("ip"),
+        &[
+            // --local: dnsmasq answers NODATA itself instead of REFUSED for a type it has no record of.
+            "--local=/example.net/",
+            "--host-record=v4only.example.net,192.0.2.7",
+            "--host-record=dual.example.net,192.0.2.8,2001:db8::8",
+        ],
+    );
+    let dir = crate::peers::temp_dir("dns64-fwd");
+    let file = dir.join("dns64.yaml");
+    let yaml = format!(
+        "version: 1\nregion: eu-west-2\nupstream: [\"{}\"]\nvpcs:\n  - id: vpc-0d6400000000000a1\n    cidr: 10.64.0.0/16\n    clients: [127.0.0.0/8]\n    subnets:\n      - {{ id: subnet-0d6400000000000a1, az: a, cidr: 10.64.1.0/24 }}\n      - {{ id: subnet-0d6400000000000b1, az: b, cidr: 10.64.2.0/24, enable_dns64: true, clients: [127.0.0.21/32] }}\n",
+        upstream.addr()
+    );
+    std::fs::write(&file, yaml).expect("write");
+    let s = Served::start(&[
+        file.to_string_lossy().into_owned(),
+        "--listen".into(),
+        "127.0.0.1:0".into(),
+    ]);
+    let at = s.udp[0];
+    let aaaa = |src: &str, name: &str| -> Vec<String> {
+        let d = dig(at, &["-b", src, name, "AAAA"]);
+        assert_eq!(d.status, "NOERROR", "{}", d.raw);
+        d.answer
+            .iter()
+            .filter(|l| l.contains(" AAAA "))
+            .filter_map(|l| l.split_whitespace().last().map(str::to_string))
+            .collect()
+    };
+    for _ in 0..2 {
+        assert!(aaaa("127.0.0.1", "v4only.example.net").is_empty());
+        assert_eq!(
+            aaaa("127.0.0.21", "v4only.example.net"),
+            ["64:ff9b::c000:207"]
+        );
+        assert_eq!(aaaa("127.0.0.21", "dual.example.net"), ["2001:db8::8"]);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -337,6 +337,7 @@ fn expect(engine: &Engine, client: Client, name: &Name, qtype: RecordType) -> Ex
             route,
             name,
             answers,
+            ..
         } => Expect::Forwarded {
             targets: route.targets.iter().map(|t| t.to_string()).collect(),
             source: route.source,
