@@ -67,6 +67,12 @@ impl Firewall {
         Self { per_vpc }
     }
 
+    /// Whether `vpc`'s view has any rule (its forwarded answers must then be inspected, never replayed as they are).
+    pub(crate) fn applies(&self, vpc: Option<usize>) -> bool {
+        vpc.and_then(|v| self.per_vpc.get(v))
+            .is_some_and(|rules| !rules.is_empty())
+    }
+
     /// Checks `name` (`first`: the question itself, else a CNAME target) for a query of `vpc`'s view. A match is
     /// recorded in `hit` (the first ALERT or BLOCK wins the record).
     pub(crate) fn check(

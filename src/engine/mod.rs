@@ -633,6 +633,62 @@ impl Engine {
         }
     }
 
+    /// Whether a DNS Firewall rule group applies to `vpc`'s view, so forwarded answers go through
+    /// [`Engine::inspect_forwarded`].
+    pub fn inspects_forwarded(&self, vpc: Option<usize>) -> bool {
+        self.firewall.applies(vpc)
+    }
+
+    /// DNS Firewall on a forwarded answer (redirection inspect, reference §12.1): each CNAME target of the upstream's
+    /// answer is checked for `vpc`'s view as a name of the chain. The first ALERT or BLOCK match is returned; for a
+    /// BLOCK also the answer to send instead: the chain up to the blocked name, then NXDOMAIN, NODATA, or the
+    /// OVERRIDE CNAME (not followed further here: [INF]). Pure: the server hands in the records it got.
+    pub fn inspect_forwarded(
+        &self,
+        vpc: Option<usize>,
+        qtype: RecordType,
+        answers: &[Record],
+    ) -> Option<(FirewallMatch, Option<Outcome>)> {
+        let mut alert = None;
+        let mut kept = Vec::new();
+        for r in answers {
+            kept.push(r.clone());
+            let RData::CNAME(target) = &r.data else {
+                continue;
+            };
+            let mut hit = None;
+            let verdict = self.firewall.check(
+                vpc,
+                &target.0,
+                qtype,
+                false,
+                &mut Trace::new(false),
+                &mut hit,
+            );
+            let firewall::Verdict::Block(response) = verdict else {
+                alert = alert.or(hit);
+                continue;
+            };
+            let (rcode, mut answers) = (ResponseCode::NoError, kept);
+            let rcode = match response {
+                BlockResponse::Nxdomain => ResponseCode::NXDomain,
+                BlockResponse::Nodata => rcode,
+                BlockResponse::Override { domain, ttl } => {
+                    answers.push(record(&target.0, ttl, RData::CNAME(rdata::CNAME(domain))));
+                    rcode
+                }
+            };
+            let outcome = Outcome::Answer {
+                rcode,
+                authoritative: false,
+                answers,
+                authority: Vec::new(),
+            };
+            return hit.map(|h| (h, Some(outcome)));
+        }
+        alert.map(|h| (h, None))
+    }
+
     /// One name, no CNAME chasing: the VPC's authorities, most specific first (reference §9), then those every
     /// view sees, then the upstream resolvers.
     fn walk(

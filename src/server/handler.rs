@@ -64,6 +64,8 @@ pub(crate) struct ForwardJob {
     prefix: Vec<Record>,
     protocol: Protocol,
     decided_by: DecidedBy,
+    /// The view's VPC, for the DNS Firewall on the upstream's CNAME chain.
+    vpc: Option<usize>,
     view: String,
     src: SocketAddr,
     local: Option<IpAddr>,
@@ -267,7 +269,7 @@ fn from_cache(
     };
     // A local CNAME in front of the forwarded name needs the records, DNS64 may need a second question: both take
     // `forward`.
-    if !answers.is_empty() || *dns64 {
+    if !answers.is_empty() || *dns64 || snap.engine.inspects_forwarded(decision.view.vpc) {
         return false;
     }
     let route = Route {
@@ -365,6 +367,7 @@ fn remember(
         if answers.is_empty()
             && !dns64
             && decision.firewall.is_none()
+            && !snap.engine.inspects_forwarded(decision.view.vpc)
             && *name == query.name
             && let Ok(admitted) = snap.engine.admit(client)
         {
@@ -471,6 +474,7 @@ fn carry_out(
                 prefix: answers,
                 protocol: req.protocol,
                 decided_by,
+                vpc: view.vpc,
                 view: view.name,
                 src: req.src,
                 local: req.local,
@@ -577,6 +581,7 @@ pub(crate) async fn forward(
     job: Box<ForwardJob>,
     out: &mut Vec<u8>,
 ) {
+    let mut job = *job;
     let Ok(query) = wire::parse_query(&job.packet) else {
         return;
     };
@@ -590,6 +595,12 @@ pub(crate) async fn forward(
         .await;
     if job.dns64 {
         dns64(forwarder, &job, &mut result).await;
+    }
+    if let Some((hit, blocked)) = inspect_chain(&snap, job.vpc, query.qtype, &mut result) {
+        if blocked {
+            job.decided_by = DecidedBy::Firewall(hit.rule_group.as_str().into());
+        }
+        job.firewall = job.firewall.take().or(Some(hit));
     }
     let mut answers = job.prefix;
     answers.extend(result.answers);
@@ -625,6 +636,32 @@ pub(crate) async fn forward(
         ..Said::new(&job.view, &job.decided_by)
     };
     log_query(&snap, &query, req, said, result.rcode, job.started, out);
+}
+
+/// The DNS Firewall on the upstream's CNAME chain (the engine judges; reference §12.1): a BLOCK replaces the
+/// answer, an ALERT or BLOCK match is counted and logged like one on the question.
+fn inspect_chain(
+    snap: &Snapshot,
+    vpc: Option<usize>,
+    qtype: hickory_proto::rr::RecordType,
+    result: &mut crate::upstream::Outcome,
+) -> Option<(FirewallMatch, bool)> {
+    let (hit, blocked) = snap.engine.inspect_forwarded(vpc, qtype, &result.answers)?;
+    snap.metrics.firewall_match(&hit.rule_group, hit.action);
+    let Some(Outcome::Answer {
+        rcode,
+        answers,
+        authority,
+        ..
+    }) = blocked
+    else {
+        return Some((hit, false));
+    };
+    result.rcode = rcode;
+    result.answers = answers;
+    result.authority = authority;
+    result.ede = None;
+    Some((hit, true))
 }
 
 /// DNS64 for a forwarded AAAA question (reference §12.6): an answer without AAAA records takes the A records of

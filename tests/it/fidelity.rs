@@ -257,3 +257,45 @@ fn dns64_for_forwarded_answers() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The DNS Firewall inspects the CNAME chain of a forwarded answer (redirection inspect): a forwarded name whose
+/// upstream answer (real dnsmasq) redirects into a blocked domain is blocked, every time, cache or not.
+#[test]
+fn firewall_inspects_forwarded_cname_chains() {
+    let upstream = crate::peers::Dnsmasq::start(
+        "127.0.0.1".parse().expect("ip"),
+        &[
+            "--local=/example.net/",
+            "--local=/exfil.example/",
+            "--cname=cdn.example.net,x.exfil.example",
+            "--host-record=x.exfil.example,192.0.2.9",
+            "--host-record=ok.example.net,192.0.2.10",
+        ],
+    );
+    let dir = crate::peers::temp_dir("fw-fwd");
+    let file = dir.join("fw.yaml");
+    let yaml = format!(
+        "version: 1\nregion: eu-west-2\nupstream: [\"{}\"]\nvpcs:\n  - id: vpc-0f0f0000000000001\n    cidr: 10.70.0.0/16\n    clients: [127.0.0.0/8]\nfirewall:\n  domain_lists:\n    - {{ id: rslvr-fdl-0f0f0000000000001, name: exfil, domains: [\"*.exfil.example\"] }}\n  rule_groups:\n    - id: rslvr-frg-0f0f0000000000001\n      rules:\n        - {{ name: block-exfil, priority: 10, domain_list: exfil, action: BLOCK, block_response: NXDOMAIN }}\n  associations:\n    - {{ rule_group: rslvr-frg-0f0f0000000000001, vpc: vpc-0f0f0000000000001, priority: 101 }}\n",
+        upstream.addr()
+    );
+    std::fs::write(&file, yaml).expect("write");
+    let s = Served::start(&[
+        file.to_string_lossy().into_owned(),
+        "--listen".into(),
+        "127.0.0.1:0".into(),
+    ]);
+    let at = s.udp[0];
+    for _ in 0..3 {
+        let d = dig(at, &["cdn.example.net", "A"]);
+        assert_eq!(d.status, "NXDOMAIN", "{}", d.raw);
+        assert!(!d.raw.contains("192.0.2.9"), "{}", d.raw);
+        let ok = dig(at, &["ok.example.net", "A"]);
+        assert_eq!(
+            ok.answer,
+            ["ok.example.net. 0 IN A 192.0.2.10"],
+            "{}",
+            ok.raw
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
