@@ -8,7 +8,6 @@
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -254,13 +253,10 @@ async fn answer(
     match handler::handle(&snap, req, &mut scratch, &mut out) {
         handler::Handled::Reply => {}
         handler::Handled::Drop => return None,
-        handler::Handled::Forward(job) => {
-            shared.in_flight.fetch_add(1, Ordering::AcqRel);
-            handler::forward(snap, &shared.forwarder, job, &mut out).await;
-            if shared.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
-                shared.drained.notify_waiters();
-            }
-        }
+        handler::Handled::Forward(job) => match super::Pending::take(shared) {
+            Ok(_pending) => handler::forward(snap, &shared.forwarder, job, &mut out).await,
+            Err(pending) => handler::busy(&snap, job, pending, &mut out),
+        },
     }
     (!out.is_empty()).then_some(out)
 }

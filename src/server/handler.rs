@@ -582,6 +582,7 @@ pub(crate) async fn forward(
     out: &mut Vec<u8>,
 ) {
     let mut job = *job;
+    let prefix = std::mem::take(&mut job.prefix);
     let Ok(query) = wire::parse_query(&job.packet) else {
         return;
     };
@@ -602,7 +603,36 @@ pub(crate) async fn forward(
         }
         job.firewall = job.firewall.take().or(Some(hit));
     }
-    let mut answers = job.prefix;
+    finish(&snap, &job, &query, prefix, result, out);
+}
+
+/// A forwarded question turned away because the server already has `pending` forwarded queries waiting: SERVFAIL
+/// at once (the client retries or asks another resolver), so a flood cannot queue unbounded work and memory.
+pub(crate) fn busy(snap: &Snapshot, mut job: Box<ForwardJob>, pending: usize, out: &mut Vec<u8>) {
+    let prefix = std::mem::take(&mut job.prefix);
+    let Ok(query) = wire::parse_query(&job.packet) else {
+        return;
+    };
+    let span = tracing::debug_span!(
+        "query", id = query.id, src = %job.src, proto = job.protocol.as_str(), qname = %query.name, qtype = %query.qtype);
+    let _entered = span.enter();
+    debug!(pending, "too many forwarded queries pending");
+    let result = crate::upstream::Outcome::not_sent(
+        crate::upstream::ede::OTHER,
+        "busy: too many forwarded queries pending",
+    );
+    finish(snap, &job, &query, prefix, result, out);
+}
+
+/// Encodes, counts and logs the reply to a forwarded question.
+fn finish(
+    snap: &Snapshot,
+    job: &ForwardJob,
+    query: &Query<'_>,
+    mut answers: Vec<Record>,
+    result: crate::upstream::Outcome,
+    out: &mut Vec<u8>,
+) {
     answers.extend(result.answers);
     let ede = result
         .ede
@@ -616,7 +646,7 @@ pub(crate) async fn forward(
         additional: &[],
         ede,
     };
-    wire::encode_reply(&query, &reply, limit(&query, job.protocol), out);
+    wire::encode_reply(query, &reply, limit(query, job.protocol), out);
     let req = Request {
         packet: &job.packet,
         src: job.src,
@@ -624,7 +654,7 @@ pub(crate) async fn forward(
         protocol: job.protocol,
     };
     count(
-        &snap,
+        snap,
         &job.view,
         &job.decided_by,
         result.rcode,
@@ -635,7 +665,7 @@ pub(crate) async fn forward(
         firewall: job.firewall.as_ref(),
         ..Said::new(&job.view, &job.decided_by)
     };
-    log_query(&snap, &query, req, said, result.rcode, job.started, out);
+    log_query(snap, query, req, said, result.rcode, job.started, out);
 }
 
 /// The DNS Firewall on the upstream's CNAME chain (the engine judges; reference §12.1): a BLOCK replaces the

@@ -88,6 +88,9 @@ pub struct ServerConfig {
     pub udp_sockets: usize,
     /// Open TCP connections at most; the oldest idle one is closed to admit a new one.
     pub max_tcp_connections: usize,
+    /// Forwarded client queries waiting for an upstream, at most (unbound's per-thread request list does this
+    /// job): beyond it a query gets SERVFAIL at once, so a flood costs a bounded amount of memory and work.
+    pub max_pending_forwards: usize,
     /// A TCP connection idle this long is closed.
     pub tcp_idle: Duration,
     /// DNS over HTTPS listen addresses (RFC 8484 on /dns-query); needs `tls_cert` and `tls_key`.
@@ -115,6 +118,7 @@ impl Default for ServerConfig {
             forwarder: ForwarderConfig::default(),
             udp_sockets: std::thread::available_parallelism().map_or(1, |n| n.get()),
             max_tcp_connections: 512,
+            max_pending_forwards: 4096,
             tcp_idle: Duration::from_secs(10),
             listen_doh: Vec::new(),
             tls_cert: None,
@@ -797,21 +801,47 @@ async fn udp_one(
     match handled {
         handler::Handled::Reply => sock.send(out, src, local).await,
         handler::Handled::Drop => {}
-        handler::Handled::Forward(job) => {
-            let sock = sock.clone();
-            let shared = shared.clone();
-            let snap = snap.clone();
-            shared.in_flight.fetch_add(1, Ordering::AcqRel);
-            tokio::spawn(async move {
-                let mut out = Vec::with_capacity(512);
-                handler::forward(snap, &shared.forwarder, job, &mut out).await;
+        handler::Handled::Forward(job) => match Pending::take(shared) {
+            Ok(pending) => {
+                let sock = sock.clone();
+                let snap = snap.clone();
+                tokio::spawn(async move {
+                    let mut out = Vec::with_capacity(512);
+                    handler::forward(snap, &pending.0.forwarder, job, &mut out).await;
+                    if !out.is_empty() {
+                        sock.send(&out, src, local).await;
+                    }
+                });
+            }
+            Err(pending) => {
+                handler::busy(snap, job, pending, out);
                 if !out.is_empty() {
-                    sock.send(&out, src, local).await;
+                    sock.send(out, src, local).await;
                 }
-                if shared.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
-                    shared.drained.notify_waiters();
-                }
-            });
+            }
+        },
+    }
+}
+
+/// One forwarded query in progress; when the last one ends, a draining shutdown may finish.
+struct Pending(Arc<Shared>);
+
+impl Pending {
+    /// A slot, or how many are pending when none is left.
+    fn take(shared: &Arc<Shared>) -> Result<Self, usize> {
+        let before = shared.in_flight.fetch_add(1, Ordering::AcqRel);
+        let pending = Self(shared.clone());
+        if before >= shared.config.max_pending_forwards {
+            return Err(before);
+        }
+        Ok(pending)
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if self.0.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.drained.notify_waiters();
         }
     }
 }
@@ -961,13 +991,10 @@ async fn tcp_conn(
         ) {
             handler::Handled::Reply => {}
             handler::Handled::Drop => return,
-            handler::Handled::Forward(job) => {
-                shared.in_flight.fetch_add(1, Ordering::AcqRel);
-                handler::forward(snap, &shared.forwarder, job, &mut out).await;
-                if shared.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
-                    shared.drained.notify_waiters();
-                }
-            }
+            handler::Handled::Forward(job) => match Pending::take(shared) {
+                Ok(_pending) => handler::forward(snap, &shared.forwarder, job, &mut out).await,
+                Err(pending) => handler::busy(&snap, job, pending, &mut out),
+            },
         }
         if out.is_empty() {
             continue;

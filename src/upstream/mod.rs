@@ -572,6 +572,13 @@ impl Forwarder {
     }
 }
 
+impl Outcome {
+    /// SERVFAIL with an extended error, nothing sent upstream.
+    pub fn not_sent(code: u16, text: &str) -> Self {
+        servfail(Via::NotSent, code, text)
+    }
+}
+
 fn servfail(via: Via, code: u16, text: &str) -> Outcome {
     Outcome {
         rcode: ResponseCode::ServFail,
