@@ -10,6 +10,9 @@
 //! exponential back-off (RFC 9520) and the cache has a fixed number of entries.
 
 mod cache;
+mod transport;
+
+pub use transport::{Datagram, Io, Sockets, Stream, Transport};
 
 use std::collections::{HashMap, HashSet};
 use std::io;
@@ -25,7 +28,6 @@ use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 
 use crate::wire::Peek;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpSocket, UdpSocket};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::time::{Instant, timeout_at};
 use tracing::{debug, warn};
@@ -85,6 +87,8 @@ pub struct ForwarderConfig {
     pub clock: Arc<dyn Clock>,
     /// The order in which a query tries the targets of a route.
     pub order: Arc<dyn TargetOrder>,
+    /// How targets are reached: the host's sockets, or a test's scripted network.
+    pub transport: Arc<dyn Transport>,
 }
 
 /// The time the cache and the hold-downs see. Attempt timeouts and deadlines stay on tokio's timers, so a
@@ -206,6 +210,7 @@ impl Default for ForwarderConfig {
             holddown_max: Duration::from_secs(60),
             clock: Arc::new(TokioClock),
             order: Arc::new(Shuffle::new()),
+            transport: Arc::new(Sockets),
         }
     }
 }
@@ -694,31 +699,29 @@ impl Inner {
         (ip.is_ipv4() == target.is_ipv4()).then_some(SocketAddr::new(ip, 0))
     }
 
+    /// The host lacks the outbound address (bind fails with EADDRNOTAVAIL): the default source is used instead.
     fn note_missing_source(&self, ip: IpAddr, err: &io::Error) {
         if lock(&self.missing_sources).insert(ip) {
             warn!(source = %ip, error = %err, "outbound endpoint address not on this host, using the default source");
         }
     }
 
-    async fn udp_socket(&self, route: &Route, target: SocketAddr) -> io::Result<UdpSocket> {
+    async fn udp_socket(&self, route: &Route, target: SocketAddr) -> io::Result<Box<dyn Datagram>> {
         let any = if target.is_ipv4() {
             SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0)
         } else {
             SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), 0)
         };
-        let sock = match self.source_for(route, target) {
-            Some(src) => match UdpSocket::bind(src).await {
-                Ok(s) => s,
-                Err(e) => {
+        let transport = &self.config.transport;
+        if let Some(src) = self.source_for(route, target) {
+            match transport.udp(src, target).await {
+                Err(e) if e.kind() == io::ErrorKind::AddrNotAvailable => {
                     self.note_missing_source(src.ip(), &e);
-                    UdpSocket::bind(any).await?
                 }
-            },
-            None => UdpSocket::bind(any).await?,
-        };
-        // Connected: the kernel drops datagrams from other addresses and reports ICMP errors to us.
-        sock.connect(target).await?;
-        Ok(sock)
+                opened => return opened,
+            }
+        }
+        transport.udp(any, target).await
     }
 
     async fn tcp_exchange(
@@ -728,21 +731,17 @@ impl Inner {
         query: &[u8],
         check: &Check,
     ) -> io::Result<Message> {
-        let new_socket = || {
-            if target.is_ipv4() {
-                TcpSocket::new_v4()
-            } else {
-                TcpSocket::new_v6()
-            }
+        let transport = &self.config.transport;
+        let mut stream = match self.source_for(route, target) {
+            Some(src) => match transport.tcp(Some(src), target).await {
+                Err(e) if e.kind() == io::ErrorKind::AddrNotAvailable => {
+                    self.note_missing_source(src.ip(), &e);
+                    transport.tcp(None, target).await?
+                }
+                opened => opened?,
+            },
+            None => transport.tcp(None, target).await?,
         };
-        let mut sock = new_socket()?;
-        if let Some(src) = self.source_for(route, target)
-            && let Err(e) = sock.bind(src)
-        {
-            self.note_missing_source(src.ip(), &e);
-            sock = new_socket()?;
-        }
-        let mut stream = sock.connect(target).await?;
         let len = u16::try_from(query.len())
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "query too long"))?;
         let mut framed = Vec::with_capacity(query.len() + 2);
@@ -812,7 +811,7 @@ enum Failure {
 /// The socket and query of the target an exchange is talking to.
 struct Current {
     target: SocketAddr,
-    sock: UdpSocket,
+    sock: Box<dyn Datagram>,
     bytes: Vec<u8>,
     check: Check,
 }
@@ -950,7 +949,7 @@ impl Job {
             } else {
                 (sent_at + cfg.attempt_timeout).min(self.deadline)
             };
-            match timeout_at(until, read_udp(&cur.sock, &cur.check)).await {
+            match timeout_at(until, read_udp(cur.sock.as_ref(), &cur.check)).await {
                 Err(_) => {
                     self.inner.record_failure(target, "timeout");
                     failed.push(target);
@@ -1140,7 +1139,7 @@ fn upstream_ede(msg: &Message) -> Option<(u16, String)> {
 }
 
 /// Waits on a connected UDP socket for the matching response; errors are ICMP-reported network failures.
-async fn read_udp(sock: &UdpSocket, check: &Check) -> io::Result<Message> {
+async fn read_udp(sock: &dyn Datagram, check: &Check) -> io::Result<Message> {
     let mut buf = vec![0u8; UDP_BUFFER];
     loop {
         let n = sock.recv(&mut buf).await?;

@@ -3,7 +3,8 @@
 //! detection, coalescing, the in-flight bound and TCP after truncation. Traffic stays on 127.0.0.0/8.
 //!
 //! Cache ages and hold-downs are moved with a [`ManualClock`] instead of waiting, and failover runs with the targets
-//! in their listed order ([`AsListed`]) instead of hoping a random order puts the black hole first.
+//! in their listed order ([`AsListed`]) instead of hoping a random order puts the black hole first. Exact timings are
+//! checked on tokio's paused clock with a scripted network in `paused.rs`.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;

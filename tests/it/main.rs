@@ -12,6 +12,7 @@ mod library; // the library API for test suites: parse, resolve_once, serve on :
 mod loaders; // the topology loader and `import aws` on mutated inputs: no panic, positioned errors
 mod netns; // the glibc resolver (getent) in a network namespace against the real binary
 mod onprem; // the hybrid lab with the data center listed nowhere: two namespaces, dig, dnspython, glibc, explain
+mod paused; // the forwarder on tokio's paused clock through a scripted network: timings to the millisecond
 mod peers; // helpers that start real DNS servers on loopback
 mod prepared; // replayed (prepared) answers equal the full path byte for byte
 mod prereq; // a missing tool fails the test in CI and skips it elsewhere
