@@ -878,171 +878,164 @@ impl Job {
         Ok((msg.to_vec()?, check))
     }
 
+    fn max_attempts(&self) -> usize {
+        self.inner
+            .config
+            .max_attempts
+            .clamp(1, usize::from(u8::MAX))
+    }
+
     async fn exchange(&self) -> Exchanged {
-        let cfg = &self.inner.config;
-        let max_attempts = cfg.max_attempts.clamp(1, usize::from(u8::MAX));
-        let mut attempts = 0usize;
-        let mut packets = 0u8;
-        let mut last_target = self.candidates.first().copied();
-        let mut last_failure = Failure::Timeout;
-        // Targets that failed in this exchange; those that never answered get held down at the end.
-        let mut failed: Vec<SocketAddr> = Vec::new();
-        let mut next = 0usize;
+        let mut p = Progress {
+            attempts: 0,
+            packets: 0,
+            last_target: self.candidates.first().copied(),
+            last_failure: Failure::Timeout,
+            failed: Vec::new(),
+        };
         // One socket at a time (so sockets <= exchanges in flight). A retry to the same target resends the
         // same query on the same socket, so a late answer to the first packet still counts.
         let mut current: Option<Current> = None;
-
+        // The targets in turn (a TCP retry counts as an attempt but keeps the turn).
+        let mut turn = 0usize;
         let verdict = loop {
-            if attempts >= max_attempts || Instant::now() >= self.deadline {
+            if p.attempts >= self.max_attempts() || Instant::now() >= self.deadline {
                 break None;
             }
-            let Some(&target) = self.candidates.get(next % self.candidates.len().max(1)) else {
+            let Some(&target) = self.candidates.get(turn % self.candidates.len().max(1)) else {
                 break None;
             };
-            next += 1;
-            attempts += 1;
-            last_target = Some(target);
-            if current.as_ref().is_none_or(|c| c.target != target) {
-                current = None;
-                let (bytes, check) = match self.query() {
-                    Ok(q) => q,
-                    Err(e) => {
-                        warn!(name = %self.name, error = %e, "cannot encode query");
-                        break None;
-                    }
-                };
-                match self.inner.udp_socket(&self.route, target).await {
-                    Ok(sock) => {
-                        current = Some(Current {
-                            target,
-                            sock,
-                            bytes,
-                            check,
-                        })
-                    }
-                    Err(e) => {
-                        // A local problem (e.g. out of file descriptors), not the target's fault.
-                        last_failure = Failure::Network;
-                        warn!(target = %target, error = %e, "cannot open a UDP socket");
-                        continue;
-                    }
-                }
-            }
-            let Some(cur) = current.as_ref() else {
-                continue;
-            };
-            if let Err(e) = cur.sock.send(&cur.bytes).await {
-                self.inner.record_failure(target, "send");
-                failed.push(target);
-                last_failure = Failure::Network;
-                debug!(target = %target, error = %e, "send failed");
-                current = None;
-                continue;
-            }
-            let sent_at = Instant::now();
-            packets = packets.saturating_add(1);
-            self.inner.record_sent(target);
-            debug!(route = %self.route.name, name = %self.name, qtype = %self.qtype, target = %target, attempt = attempts, "query sent upstream");
-            // The last packet may use all the time left: a late answer is better than a SERVFAIL.
-            let until = if attempts >= max_attempts {
-                self.deadline
-            } else {
-                (sent_at + cfg.attempt_timeout).min(self.deadline)
-            };
-            match timeout_at(until, read_udp(cur.sock.as_ref(), &cur.check)).await {
-                Err(_) => {
-                    self.inner.record_failure(target, "timeout");
-                    failed.push(target);
-                    last_failure = Failure::Timeout;
-                }
-                Ok(Err(e)) => {
-                    // Typically ICMP port unreachable: try the next target at once.
-                    self.inner.record_failure(target, "network");
-                    failed.push(target);
-                    last_failure = Failure::Network;
-                    debug!(target = %target, error = %e, "receive failed");
-                    current = None;
-                }
-                Ok(Ok(msg)) => {
-                    let rtt = sent_at.elapsed();
-                    if let Some(v) = self
-                        .on_answer(
-                            target,
-                            msg,
-                            rtt,
-                            &mut attempts,
-                            &mut packets,
-                            &mut failed,
-                            &mut last_failure,
-                        )
-                        .await
-                    {
-                        break Some(v);
-                    }
-                }
+            turn += 1;
+            p.attempts += 1;
+            p.last_target = Some(target);
+            match self.attempt(target, &mut current, &mut p).await {
+                Step::Next => {}
+                Step::Done(v) => break Some(v),
+                Step::Stop => break None,
             }
         };
         drop(current);
-
-        for t in failed.iter().collect::<HashSet<_>>() {
-            let answered = verdict
-                .as_ref()
-                .is_some_and(|v: &Exchanged| v.via == Via::Target(*t) && v.answered);
-            if !answered {
-                self.inner.hold_down(*t);
-            }
-        }
-
+        self.hold_down_failed(&p.failed, verdict.as_ref());
         match verdict {
             Some(mut v) => {
-                v.packets = packets;
+                v.packets = p.packets;
                 v
             }
-            None => {
-                let via = last_target.map_or(Via::NotSent, Via::Target);
-                let (code, text) = match last_failure {
-                    Failure::Timeout => (
-                        ede::NO_REACHABLE_AUTHORITY,
-                        "no answer from the forward targets",
-                    ),
-                    Failure::Network => (
-                        ede::NETWORK_ERROR,
-                        "network error reaching the forward targets",
-                    ),
-                };
-                debug!(route = %self.route.name, name = %self.name, qtype = %self.qtype, packets, "upstream exchange failed");
-                Exchanged {
-                    rcode: ResponseCode::ServFail,
-                    answers: Vec::new(),
-                    authority: Vec::new(),
-                    via,
-                    ede: Some((code, text.to_owned())),
-                    packets,
-                    answered: false,
+            None => self.no_answer(&p),
+        }
+    }
+
+    /// One packet to `target` (opening a socket for it unless the last attempt used the same target) and the wait
+    /// for its answer.
+    async fn attempt(
+        &self,
+        target: SocketAddr,
+        current: &mut Option<Current>,
+        p: &mut Progress,
+    ) -> Step {
+        if current.as_ref().is_none_or(|c| c.target != target) {
+            *current = None;
+            let Ok((bytes, check)) = self.query().inspect_err(|e| {
+                warn!(name = %self.name, error = %e, "cannot encode query");
+            }) else {
+                return Step::Stop;
+            };
+            match self.inner.udp_socket(&self.route, target).await {
+                Ok(sock) => {
+                    *current = Some(Current {
+                        target,
+                        sock,
+                        bytes,
+                        check,
+                    });
                 }
+                Err(e) => {
+                    // A local problem (e.g. out of file descriptors), not the target's fault.
+                    p.last_failure = Failure::Network;
+                    warn!(target = %target, error = %e, "cannot open a UDP socket");
+                    return Step::Next;
+                }
+            }
+        }
+        let Some(cur) = current.as_ref() else {
+            return Step::Next;
+        };
+        if let Err(e) = cur.sock.send(&cur.bytes).await {
+            debug!(target = %target, error = %e, "send failed");
+            p.fail(&self.inner, target, "send", Failure::Network);
+            *current = None;
+            return Step::Next;
+        }
+        let sent_at = Instant::now();
+        p.packets = p.packets.saturating_add(1);
+        self.inner.record_sent(target);
+        debug!(route = %self.route.name, name = %self.name, qtype = %self.qtype, target = %target, attempt = p.attempts, "query sent upstream");
+        // The last packet may use all the time left: a late answer is better than a SERVFAIL.
+        let until = if p.attempts >= self.max_attempts() {
+            self.deadline
+        } else {
+            (sent_at + self.inner.config.attempt_timeout).min(self.deadline)
+        };
+        match timeout_at(until, read_udp(cur.sock.as_ref(), &cur.check)).await {
+            Err(_) => p.fail(&self.inner, target, "timeout", Failure::Timeout),
+            Ok(Err(e)) => {
+                // Typically ICMP port unreachable: try the next target at once.
+                debug!(target = %target, error = %e, "receive failed");
+                p.fail(&self.inner, target, "network", Failure::Network);
+                *current = None;
+            }
+            Ok(Ok(msg)) => {
+                if let Some(v) = self.on_answer(target, msg, sent_at.elapsed(), p).await {
+                    return Step::Done(v);
+                }
+            }
+        }
+        Step::Next
+    }
+
+    /// Targets that failed in this exchange and did not answer it in the end are held down.
+    fn hold_down_failed(&self, failed: &[SocketAddr], verdict: Option<&Exchanged>) {
+        for t in failed.iter().collect::<HashSet<_>>() {
+            if !verdict.is_some_and(|v| v.via == Via::Target(*t) && v.answered) {
+                self.inner.hold_down(*t);
             }
         }
     }
 
+    /// The SERVFAIL of an exchange that got no usable answer, with the EDE of its last failure.
+    fn no_answer(&self, p: &Progress) -> Exchanged {
+        let (code, text) = match p.last_failure {
+            Failure::Timeout => (
+                ede::NO_REACHABLE_AUTHORITY,
+                "no answer from the forward targets",
+            ),
+            Failure::Network => (
+                ede::NETWORK_ERROR,
+                "network error reaching the forward targets",
+            ),
+        };
+        debug!(route = %self.route.name, name = %self.name, qtype = %self.qtype, packets = p.packets, "upstream exchange failed");
+        Exchanged {
+            rcode: ResponseCode::ServFail,
+            answers: Vec::new(),
+            authority: Vec::new(),
+            via: p.last_target.map_or(Via::NotSent, Via::Target),
+            ede: Some((code, text.to_owned())),
+            packets: p.packets,
+            answered: false,
+        }
+    }
+
     /// Handles a matching UDP response (retrying over TCP if truncated): `Some` ends the exchange.
-    #[allow(clippy::too_many_arguments)]
     async fn on_answer(
         &self,
         target: SocketAddr,
         msg: Message,
         rtt: Duration,
-        attempts: &mut usize,
-        packets: &mut u8,
-        failed: &mut Vec<SocketAddr>,
-        last_failure: &mut Failure,
+        p: &mut Progress,
     ) -> Option<Exchanged> {
         let (msg, rtt) = if msg.truncation {
-            let max_attempts = self
-                .inner
-                .config
-                .max_attempts
-                .clamp(1, usize::from(u8::MAX));
-            if *attempts >= max_attempts {
+            if p.attempts >= self.max_attempts() {
                 self.inner.record_success(target, rtt);
                 return Some(failed_answer(
                     target,
@@ -1050,40 +1043,10 @@ impl Job {
                     "response truncated and no attempt left for TCP",
                 ));
             }
-            let Ok((bytes, check)) = self.query() else {
-                return None;
-            };
-            *attempts += 1;
-            *packets = packets.saturating_add(1);
-            self.inner.record_sent(target);
-            let started = Instant::now();
-            let until = (started + self.inner.config.attempt_timeout * 2).min(self.deadline);
-            debug!(target = %target, name = %self.name, "truncated over UDP, retrying over TCP");
-            match timeout_at(
-                until,
-                self.inner.tcp_exchange(&self.route, target, &bytes, &check),
-            )
-            .await
-            {
-                Ok(Ok(m)) => (m, started.elapsed()),
-                Ok(Err(e)) => {
-                    self.inner.record_failure(target, "tcp");
-                    failed.push(target);
-                    *last_failure = Failure::Network;
-                    debug!(target = %target, error = %e, "TCP retry failed");
-                    return None;
-                }
-                Err(_) => {
-                    self.inner.record_failure(target, "tcp timeout");
-                    failed.push(target);
-                    *last_failure = Failure::Timeout;
-                    return None;
-                }
-            }
+            self.over_tcp(target, p).await?
         } else {
             (msg, rtt)
         };
-
         let rcode = msg.response_code;
         // Any answer, REFUSED included, shows the target is up: relayed at once, and no hold-down (some servers refuse
         // one query type, e.g. AAAA, and holding the target down for it would fail every other query).
@@ -1113,6 +1076,58 @@ impl Job {
             answered,
         })
     }
+
+    /// The same question over TCP after a truncated UDP answer (one more attempt); `None` if it failed.
+    async fn over_tcp(&self, target: SocketAddr, p: &mut Progress) -> Option<(Message, Duration)> {
+        let (bytes, check) = self.query().ok()?;
+        p.attempts += 1;
+        p.packets = p.packets.saturating_add(1);
+        self.inner.record_sent(target);
+        let started = Instant::now();
+        let until = (started + self.inner.config.attempt_timeout * 2).min(self.deadline);
+        debug!(target = %target, name = %self.name, "truncated over UDP, retrying over TCP");
+        let tcp = self.inner.tcp_exchange(&self.route, target, &bytes, &check);
+        match timeout_at(until, tcp).await {
+            Ok(Ok(m)) => Some((m, started.elapsed())),
+            Ok(Err(e)) => {
+                debug!(target = %target, error = %e, "TCP retry failed");
+                p.fail(&self.inner, target, "tcp", Failure::Network);
+                None
+            }
+            Err(_) => {
+                p.fail(&self.inner, target, "tcp timeout", Failure::Timeout);
+                None
+            }
+        }
+    }
+}
+
+/// What one exchange has done so far.
+struct Progress {
+    attempts: usize,
+    packets: u8,
+    last_target: Option<SocketAddr>,
+    last_failure: Failure,
+    /// Targets that failed in this exchange; those that never answered get held down at the end.
+    failed: Vec<SocketAddr>,
+}
+
+impl Progress {
+    fn fail(&mut self, inner: &Inner, target: SocketAddr, why: &str, failure: Failure) {
+        inner.record_failure(target, why);
+        self.failed.push(target);
+        self.last_failure = failure;
+    }
+}
+
+/// What an attempt leads to.
+enum Step {
+    /// Try the next attempt.
+    Next,
+    /// The exchange's answer.
+    Done(Exchanged),
+    /// Give up (the query cannot be encoded).
+    Stop,
 }
 
 fn failed_answer(target: SocketAddr, code: u16, text: &str) -> Exchanged {

@@ -347,3 +347,29 @@ async fn hold_down_doubles_with_each_failed_exchange_and_ends() {
     tokio::time::sleep(MS).await;
     assert!(!health(&f).held_down, "released at 2,000 ms");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_tcp_retry_that_times_out_moves_on_to_the_next_target() {
+    // The TCP retry may take two attempt timeouts (1,600 ms); then the next target's turn comes.
+    let (f, net) = forwarder(&[
+        (target(1), Script::Truncates(5000 * MS)),
+        (target(2), Script::After(10 * MS)),
+    ]);
+    let (o, took) = ask(&f, &[target(1), target(2)], "tc.example.").await;
+    assert!(answered(&o), "{o:?}");
+    assert_eq!(o.via, Via::Target(target(2)));
+    assert_eq!(took, 1610 * MS);
+    let sent: Vec<(Duration, SocketAddr, Proto)> = net
+        .sent()
+        .iter()
+        .map(|s| (s.at, s.target, s.proto))
+        .collect();
+    assert_eq!(
+        sent,
+        [
+            (Duration::ZERO, target(1), Proto::Udp),
+            (Duration::ZERO, target(1), Proto::Tcp),
+            (1600 * MS, target(2), Proto::Udp),
+        ]
+    );
+}
