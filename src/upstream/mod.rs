@@ -293,7 +293,7 @@ impl std::fmt::Debug for Forwarder {
 struct Inner {
     config: ForwarderConfig,
     cache: cache::Cache,
-    in_flight: Mutex<HashMap<FlightKey, watch::Receiver<Option<Arc<Exchanged>>>>>,
+    in_flight: Mutex<HashMap<FlightKey, Waiter>>,
     global_permits: Arc<Semaphore>,
     route_permits: Mutex<HashMap<Arc<str>, Arc<Semaphore>>>,
     health: Mutex<HashMap<SocketAddr, Health>>,
@@ -320,6 +320,18 @@ fn cache_key(route: &Route, name: &Name, qtype: RecordType) -> Box<[u8]> {
     );
     key.into_boxed_slice()
 }
+
+/// The question a client query forwards, and when it must end.
+struct Flight<'a> {
+    route: &'a Route,
+    name: &'a Name,
+    qtype: RecordType,
+    dnssec_ok: bool,
+    deadline: Instant,
+}
+
+/// Where the callers of one exchange wait for its result.
+type Waiter = watch::Receiver<Option<Arc<Exchanged>>>;
 
 /// Coalescing key: a DO query must not be satisfied by an exchange made without DO (no signatures).
 type FlightKey = (Box<[u8]>, bool);
@@ -468,46 +480,16 @@ impl Forwarder {
             );
         }
 
-        let flight_key: FlightKey = (key.clone(), dnssec_ok);
-        let (mut rx, leader) = {
-            let mut flights = lock(&inner.in_flight);
-            if let Some(rx) = flights.get(&flight_key) {
-                (rx.clone(), false)
-            } else {
-                let Some(permits) = inner.permits(&route.name) else {
-                    drop(flights);
-                    debug!(route = %route.name, name = %name, "too many upstream exchanges in flight");
-                    return self.stale_or(
-                        &key,
-                        dnssec_ok,
-                        qtype,
-                        servfail(
-                            Via::NotSent,
-                            ede::OTHER,
-                            "busy: too many queries in flight upstream",
-                        ),
-                    );
-                };
-                let (tx, rx) = watch::channel(None);
-                flights.insert(flight_key.clone(), rx.clone());
-                let job = Job {
-                    inner: inner.clone(),
-                    route: route.clone(),
-                    name: {
-                        let mut n = name.clone();
-                        n.set_fqdn(true);
-                        n
-                    },
-                    qtype,
-                    dnssec_ok,
-                    candidates,
-                    deadline,
-                    key: flight_key,
-                };
-                // A task, so the exchange completes (and fills the cache) even if this caller goes away.
-                tokio::spawn(job.run(tx, permits));
-                (rx, true)
-            }
+        let flight = Flight {
+            route,
+            name,
+            qtype,
+            dnssec_ok,
+            deadline,
+        };
+        let (mut rx, leader) = match self.join_or_start(&flight, &key, candidates) {
+            Ok(joined) => joined,
+            Err(busy) => return busy,
         };
 
         let wait_until = if leader {
@@ -544,6 +526,49 @@ impl Forwarder {
         } else {
             self.stale_or(&key, dnssec_ok, qtype, outcome)
         }
+    }
+
+    /// Joins the exchange in flight for the same question, or starts one (`true`: this caller leads it); the
+    /// SERVFAIL (or stale answer) when the in-flight bounds leave no room.
+    fn join_or_start(
+        &self,
+        f: &Flight<'_>,
+        key: &[u8],
+        candidates: Vec<SocketAddr>,
+    ) -> Result<(Waiter, bool), Outcome> {
+        let inner = &self.inner;
+        let flight_key: FlightKey = (key.into(), f.dnssec_ok);
+        let mut flights = lock(&inner.in_flight);
+        if let Some(rx) = flights.get(&flight_key) {
+            return Ok((rx.clone(), false));
+        }
+        let Some(permits) = inner.permits(&f.route.name) else {
+            drop(flights);
+            debug!(route = %f.route.name, name = %f.name, "too many upstream exchanges in flight");
+            let busy = servfail(
+                Via::NotSent,
+                ede::OTHER,
+                "busy: too many queries in flight upstream",
+            );
+            return Err(self.stale_or(key, f.dnssec_ok, f.qtype, busy));
+        };
+        let (tx, rx) = watch::channel(None);
+        flights.insert(flight_key.clone(), rx.clone());
+        let mut name = f.name.clone();
+        name.set_fqdn(true);
+        let job = Job {
+            inner: inner.clone(),
+            route: f.route.clone(),
+            name,
+            qtype: f.qtype,
+            dnssec_ok: f.dnssec_ok,
+            candidates,
+            deadline: f.deadline,
+            key: flight_key,
+        };
+        // A task, so the exchange completes (and fills the cache) even if this caller goes away.
+        tokio::spawn(job.run(tx, permits));
+        Ok((rx, true))
     }
 
     /// A stale (or, if someone refreshed it meanwhile, fresh) cache entry instead of `failure`, keeping the
