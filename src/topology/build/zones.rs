@@ -75,163 +75,176 @@ impl Builder<'_> {
         zone: &Name,
         r: &raw::Record,
     ) -> Option<ZoneRecord> {
-        let name = if r.name == "@" || r.name.is_empty() {
-            zone.clone()
-        } else if r.name.ends_with('.') {
-            match parse_domain(&r.name) {
-                Ok(n) => n,
-                Err(msg) => {
-                    ctx.err(o.file, &rp.key("name"), msg);
-                    return None;
-                }
-            }
-        } else {
-            match Name::from_str(&r.name)
-                .ok()
-                .and_then(|n| n.append_domain(zone).ok())
-            {
-                Some(n) => n.to_lowercase(),
-                None => {
-                    ctx.err(o.file, &rp.key("name"), format!("`{}` is not a valid record name; write a name relative to the zone, `@` for the apex, or an absolute name ending in a dot", r.name));
-                    return None;
-                }
-            }
-        };
-        if !zone.zone_of(&name) {
-            ctx.err(
-                o.file,
-                &rp.key("name"),
-                format!("{name} is outside zone {zone}; write a name inside the zone"),
-            );
-            return None;
-        }
-        let rtype = match RecordType::from_str(&r.kind.to_uppercase()) {
-            Ok(t)
-                if matches!(
-                    t,
-                    RecordType::A
-                        | RecordType::AAAA
-                        | RecordType::CNAME
-                        | RecordType::TXT
-                        | RecordType::MX
-                        | RecordType::SRV
-                        | RecordType::PTR
-                        | RecordType::NS
-                        | RecordType::CAA
-                ) =>
-            {
-                t
-            }
-            _ => {
-                ctx.err(o.file, &rp.key("type"), format!("record type `{}` is not supported; write one of A, AAAA, CNAME, TXT, MX, SRV, PTR, NS, CAA", r.kind));
-                return None;
-            }
-        };
-        if let Some(alias) = &r.alias {
-            if !matches!(rtype, RecordType::A | RecordType::AAAA) {
-                ctx.err(
-                    o.file,
-                    &rp.key("type"),
-                    "alias records to an endpoint are of type A or AAAA",
-                );
-                return None;
-            }
-            let Some(endpoint) = self
-                .topo
-                .endpoints
-                .iter()
-                .position(|e| e.id == alias.endpoint)
-            else {
-                if !ctx.broken_ids.contains(&alias.endpoint) {
-                    let list: Vec<&str> = self
-                        .topo
-                        .endpoints
-                        .iter()
-                        .filter(|e| e.kind == EndpointKind::Interface)
-                        .map(|e| e.id.as_str())
-                        .collect();
-                    ctx.err(
-                        o.file,
-                        &rp.key("alias").key("endpoint"),
-                        format!(
-                            "unknown endpoint `{}`; write the id of an interface endpoint ({})",
-                            alias.endpoint,
-                            list.join(", ")
-                        ),
-                    );
-                }
-                return None;
-            };
-            let az = match &alias.az {
-                Some(az) => match normalize_az(&self.topo.region, az) {
-                    Ok(az)
-                        if self.topo.endpoints[endpoint]
-                            .enis
-                            .iter()
-                            .any(|e| e.az == az) =>
-                    {
-                        Some(az)
-                    }
-                    Ok(az) => {
-                        ctx.err(
-                            o.file,
-                            &rp.key("alias").key("az"),
-                            format!("endpoint {} has no ENI in {az}", alias.endpoint),
-                        );
-                        return None;
-                    }
-                    Err(msg) => {
-                        ctx.err(o.file, &rp.key("alias").key("az"), msg);
-                        return None;
-                    }
-                },
-                None => None,
-            };
-            if !r.values.is_empty() || r.value.is_some() {
-                ctx.err(
-                    o.file,
-                    rp,
-                    "a record has either `values` or `alias`, not both",
-                );
-            }
+        let name = record_name(ctx, o, rp, zone, &r.name)?;
+        let rtype = record_type(ctx, o, rp, &r.kind)?;
+        let Some(alias) = &r.alias else {
             return Some(ZoneRecord {
                 name,
                 rtype,
-                ttl: r.ttl.unwrap_or(60),
-                data: ZoneData::AliasEndpoint { endpoint, az },
+                ttl: r.ttl.unwrap_or(300),
+                data: ZoneData::Values(record_values(ctx, o, rp, zone, rtype, r)?),
             });
-        }
-        let texts: Vec<&String> = r.values.iter().chain(r.value.iter()).collect();
-        if texts.is_empty() {
+        };
+        if !matches!(rtype, RecordType::A | RecordType::AAAA) {
             ctx.err(
                 o.file,
-                rp,
-                "record has no `values` (or `value`, or `alias`)",
+                &rp.key("type"),
+                "alias records to an endpoint are of type A or AAAA",
             );
             return None;
         }
-        let mut rdatas = Vec::new();
-        for (k, text) in texts.iter().enumerate() {
-            let vp = if r.values.is_empty() {
-                rp.key("value")
-            } else {
-                rp.key("values").index(k)
-            };
-            match parse_rdata(rtype, text, zone) {
-                Ok(rd) => rdatas.push(rd),
-                Err(msg) => ctx.err(o.file, &vp, msg),
-            }
-        }
-        if rtype == RecordType::CNAME && rdatas.len() > 1 {
-            ctx.err(o.file, rp, "a CNAME has exactly one value");
+        let (endpoint, az) = self.alias_target(ctx, o, &rp.key("alias"), alias)?;
+        if !r.values.is_empty() || r.value.is_some() {
+            ctx.err(
+                o.file,
+                rp,
+                "a record has either `values` or `alias`, not both",
+            );
         }
         Some(ZoneRecord {
             name,
             rtype,
-            ttl: r.ttl.unwrap_or(300),
-            data: ZoneData::Values(rdatas),
+            ttl: r.ttl.unwrap_or(60),
+            data: ZoneData::AliasEndpoint { endpoint, az },
         })
     }
+
+    /// The endpoint (index) and optional AZ an alias record points at.
+    fn alias_target(
+        &self,
+        ctx: &mut Ctx<'_>,
+        o: Origin<'_>,
+        ap: &YamlPath,
+        alias: &raw::Alias,
+    ) -> Option<(usize, Option<String>)> {
+        let endpoints = &self.topo.endpoints;
+        let Some(endpoint) = endpoints.iter().position(|e| e.id == alias.endpoint) else {
+            if !ctx.broken_ids.contains(&alias.endpoint) {
+                let list: Vec<&str> = endpoints
+                    .iter()
+                    .filter(|e| e.kind == EndpointKind::Interface)
+                    .map(|e| e.id.as_str())
+                    .collect();
+                ctx.err(
+                    o.file,
+                    &ap.key("endpoint"),
+                    format!(
+                        "unknown endpoint `{}`; write the id of an interface endpoint ({})",
+                        alias.endpoint,
+                        list.join(", ")
+                    ),
+                );
+            }
+            return None;
+        };
+        let Some(az) = &alias.az else {
+            return Some((endpoint, None));
+        };
+        match normalize_az(&self.topo.region, az) {
+            Ok(az) if endpoints[endpoint].enis.iter().any(|e| e.az == az) => {
+                Some((endpoint, Some(az)))
+            }
+            Ok(az) => {
+                ctx.err(
+                    o.file,
+                    &ap.key("az"),
+                    format!("endpoint {} has no ENI in {az}", alias.endpoint),
+                );
+                None
+            }
+            Err(msg) => {
+                ctx.err(o.file, &ap.key("az"), msg);
+                None
+            }
+        }
+    }
+}
+
+/// A record's owner name: `@` (or empty) for the apex, relative to the zone, or absolute; always inside the zone.
+fn record_name(
+    ctx: &mut Ctx<'_>,
+    o: Origin<'_>,
+    rp: &YamlPath,
+    zone: &Name,
+    text: &str,
+) -> Option<Name> {
+    let name = if text == "@" || text.is_empty() {
+        zone.clone()
+    } else if text.ends_with('.') {
+        match parse_domain(text) {
+            Ok(n) => n,
+            Err(msg) => {
+                ctx.err(o.file, &rp.key("name"), msg);
+                return None;
+            }
+        }
+    } else {
+        let relative = Name::from_str(text)
+            .ok()
+            .and_then(|n| n.append_domain(zone).ok());
+        let Some(n) = relative else {
+            ctx.err(o.file, &rp.key("name"), format!("`{text}` is not a valid record name; write a name relative to the zone, `@` for the apex, or an absolute name ending in a dot"));
+            return None;
+        };
+        n.to_lowercase()
+    };
+    if !zone.zone_of(&name) {
+        ctx.err(
+            o.file,
+            &rp.key("name"),
+            format!("{name} is outside zone {zone}; write a name inside the zone"),
+        );
+        return None;
+    }
+    Some(name)
+}
+
+/// The record types a private hosted zone record may have here.
+fn record_type(ctx: &mut Ctx<'_>, o: Origin<'_>, rp: &YamlPath, text: &str) -> Option<RecordType> {
+    use RecordType::*;
+    match RecordType::from_str(&text.to_uppercase()) {
+        Ok(t @ (A | AAAA | CNAME | TXT | MX | SRV | PTR | NS | CAA)) => Some(t),
+        _ => {
+            ctx.err(o.file, &rp.key("type"), format!("record type `{text}` is not supported; write one of A, AAAA, CNAME, TXT, MX, SRV, PTR, NS, CAA"));
+            None
+        }
+    }
+}
+
+/// The data of a record given by `values` (or one `value`); every bad value is reported.
+fn record_values(
+    ctx: &mut Ctx<'_>,
+    o: Origin<'_>,
+    rp: &YamlPath,
+    zone: &Name,
+    rtype: RecordType,
+    r: &raw::Record,
+) -> Option<Vec<RData>> {
+    let texts: Vec<&String> = r.values.iter().chain(r.value.iter()).collect();
+    if texts.is_empty() {
+        ctx.err(
+            o.file,
+            rp,
+            "record has no `values` (or `value`, or `alias`)",
+        );
+        return None;
+    }
+    let mut rdatas = Vec::new();
+    for (k, text) in texts.iter().enumerate() {
+        let vp = if r.values.is_empty() {
+            rp.key("value")
+        } else {
+            rp.key("values").index(k)
+        };
+        match parse_rdata(rtype, text, zone) {
+            Ok(rd) => rdatas.push(rd),
+            Err(msg) => ctx.err(o.file, &vp, msg),
+        }
+    }
+    if rtype == RecordType::CNAME && rdatas.len() > 1 {
+        ctx.err(o.file, rp, "a CNAME has exactly one value");
+    }
+    Some(rdatas)
 }
 
 pub(super) fn parse_rdata(rtype: RecordType, text: &str, zone: &Name) -> Result<RData, String> {
