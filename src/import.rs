@@ -769,6 +769,33 @@ impl<'p> Importer<'p> {
     }
 
     fn vpcs(&mut self) {
+        let attrs = self.dns_attributes();
+        let aws_vpcs: Vec<&AwsVpc> = self
+            .parsed
+            .iter()
+            .flat_map(|p| p.response.vpcs.iter().flatten())
+            .collect();
+        for v in aws_vpcs {
+            if !self.has_vpc(&v.vpc_id)
+                && let Some(vpc) = self.vpc(v, attrs.get(&v.vpc_id).copied().unwrap_or_default())
+            {
+                self.vpcs.push(vpc);
+            }
+        }
+        let aws_subnets: Vec<&AwsSubnet> = self
+            .parsed
+            .iter()
+            .flat_map(|p| p.response.subnets.iter().flatten())
+            .collect();
+        for s in aws_subnets {
+            if !self.subnets.contains_key(&s.subnet_id) {
+                self.subnet(s);
+            }
+        }
+    }
+
+    /// enableDnsSupport and enableDnsHostnames per VPC (describe-vpc-attribute), where the input has them.
+    fn dns_attributes(&self) -> HashMap<String, (Option<bool>, Option<bool>)> {
         let mut attrs: HashMap<String, (Option<bool>, Option<bool>)> = HashMap::new();
         for p in self.parsed {
             let r = &p.response;
@@ -782,133 +809,130 @@ impl<'p> Importer<'p> {
                 }
             }
         }
-        let aws_vpcs: Vec<&AwsVpc> = self
-            .parsed
+        attrs
+    }
+
+    /// One VPC with its associated CIDRs; `None` (with a warning) when it has no IPv4 CIDR.
+    fn vpc(
+        &mut self,
+        v: &AwsVpc,
+        (support, hostnames): (Option<bool>, Option<bool>),
+    ) -> Option<raw::Vpc> {
+        let mut cidrs: Vec<String> = v.cidr_block.iter().cloned().collect();
+        for a in &v.cidr_block_association_set {
+            if let Some(c) = &a.cidr_block
+                && a.associated()
+                && !cidrs.contains(c)
+            {
+                cidrs.push(c.clone());
+            }
+        }
+        if cidrs.is_empty() {
+            self.warn(format!("{}: skipped: it has no IPv4 CIDR", v.vpc_id));
+            return None;
+        }
+        let v6: Vec<&String> = v
+            .ipv6_cidr_block_association_set
             .iter()
-            .flat_map(|p| p.response.vpcs.iter().flatten())
+            .filter(|a| a.associated())
+            .filter_map(|a| a.ipv6_cidr_block.as_ref())
             .collect();
-        for v in aws_vpcs {
-            if self.has_vpc(&v.vpc_id) {
-                continue;
-            }
-            let mut cidrs: Vec<String> = v.cidr_block.iter().cloned().collect();
-            for a in &v.cidr_block_association_set {
-                if let Some(c) = &a.cidr_block
-                    && a.associated()
-                    && !cidrs.contains(c)
-                {
-                    cidrs.push(c.clone());
-                }
-            }
-            if cidrs.is_empty() {
-                self.warn(format!("{}: skipped: it has no IPv4 CIDR", v.vpc_id));
-                continue;
-            }
-            let v6: Vec<&String> = v
-                .ipv6_cidr_block_association_set
-                .iter()
-                .filter(|a| a.associated())
-                .filter_map(|a| a.ipv6_cidr_block.as_ref())
-                .collect();
-            if v6.len() > 1 {
-                self.warn(format!(
-                    "{}: IPv6 CIDRs {} besides {} left out: the topology holds one IPv6 CIDR per VPC",
-                    v.vpc_id,
-                    v6[1..].iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "),
-                    v6[0]
-                ));
-            }
-            let (support, hostnames) = attrs.get(&v.vpc_id).copied().unwrap_or_default();
-            let mut missing = Vec::new();
-            if support.is_none() {
-                missing.push("enableDnsSupport");
-            }
-            if hostnames.is_none() {
-                missing.push("enableDnsHostnames");
-            }
-            if !missing.is_empty() {
-                self.warn(format!(
-                    "{}: {} not in the input (aws ec2 describe-vpc-attribute); assumed true",
-                    v.vpc_id,
-                    missing.join(" and ")
-                ));
-            }
-            let name = v
-                .tags
-                .iter()
-                .find(|t| t.key == "Name")
-                .map(|t| t.value.clone());
-            let (cidr, cidrs) = if cidrs.len() == 1 {
-                (cidrs.pop(), None)
-            } else {
-                (None, Some(cidrs))
-            };
-            self.vpcs.push(raw::Vpc {
-                id: Some(v.vpc_id.clone()),
-                name,
-                cidr,
-                cidrs,
-                ipv6_cidr: v6.first().map(|s| s.to_string()),
-                enable_dns_support: Some(support.unwrap_or(true)),
-                enable_dns_hostnames: Some(hostnames.unwrap_or(true)),
+        if v6.len() > 1 {
+            self.warn(format!(
+                "{}: IPv6 CIDRs {} besides {} left out: the topology holds one IPv6 CIDR per VPC",
+                v.vpc_id,
+                v6[1..]
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                v6[0]
+            ));
+        }
+        let missing: Vec<&str> = [
+            (support, "enableDnsSupport"),
+            (hostnames, "enableDnsHostnames"),
+        ]
+        .into_iter()
+        .filter(|(v, _)| v.is_none())
+        .map(|(_, name)| name)
+        .collect();
+        if !missing.is_empty() {
+            self.warn(format!(
+                "{}: {} not in the input (aws ec2 describe-vpc-attribute); assumed true",
+                v.vpc_id,
+                missing.join(" and ")
+            ));
+        }
+        let name = v
+            .tags
+            .iter()
+            .find(|t| t.key == "Name")
+            .map(|t| t.value.clone());
+        let (cidr, cidrs) = if cidrs.len() == 1 {
+            (cidrs.pop(), None)
+        } else {
+            (None, Some(cidrs))
+        };
+        Some(raw::Vpc {
+            id: Some(v.vpc_id.clone()),
+            name,
+            cidr,
+            cidrs,
+            ipv6_cidr: v6.first().map(|s| s.to_string()),
+            enable_dns_support: Some(support.unwrap_or(true)),
+            enable_dns_hostnames: Some(hostnames.unwrap_or(true)),
+            clients: None,
+            azs: None,
+            subnets: Some(Vec::new()),
+        })
+    }
+
+    /// One subnet, added to its VPC; skipped (with a warning) when its VPC, IPv4 CIDR or AZ is missing.
+    fn subnet(&mut self, s: &AwsSubnet) {
+        let Some(vpc) = self
+            .vpcs
+            .iter()
+            .position(|v| v.id.as_deref() == Some(&s.vpc_id))
+        else {
+            self.warn(format!(
+                "{}: skipped: its VPC {} is not in the input (describe-vpcs)",
+                s.subnet_id, s.vpc_id
+            ));
+            return;
+        };
+        let (Some(cidr), Some(az)) = (&s.cidr_block, &s.availability_zone) else {
+            self.warn(format!(
+                "{}: skipped: no IPv4 CIDR or availability zone (IPv6-only subnets are not modelled)",
+                s.subnet_id
+            ));
+            return;
+        };
+        let ipv6 = s
+            .ipv6_cidr_block_association_set
+            .iter()
+            .filter(|a| a.associated())
+            .find_map(|a| a.ipv6_cidr_block.clone());
+        self.subnets.insert(
+            s.subnet_id.clone(),
+            (
+                s.vpc_id.clone(),
+                cidr.parse().ok(),
+                ipv6.as_deref().and_then(|t| t.parse().ok()),
+            ),
+        );
+        self.vpcs[vpc]
+            .subnets
+            .get_or_insert_with(Vec::new)
+            .push(raw::Subnet {
+                id: Some(s.subnet_id.clone()),
+                az: Some(az.clone()),
+                cidr: cidr.clone(),
+                ipv6_cidr: ipv6,
+                // EnableDns64 is AWS's; moto leaves it out (then off, AWS's default).
+                enable_dns64: s.enable_dns64.filter(|on| *on),
                 clients: None,
-                azs: None,
-                subnets: Some(Vec::new()),
             });
-        }
-        let aws_subnets: Vec<&AwsSubnet> = self
-            .parsed
-            .iter()
-            .flat_map(|p| p.response.subnets.iter().flatten())
-            .collect();
-        for s in aws_subnets {
-            if self.subnets.contains_key(&s.subnet_id) {
-                continue;
-            }
-            let Some(vpc) = self
-                .vpcs
-                .iter()
-                .position(|v| v.id.as_deref() == Some(&s.vpc_id))
-            else {
-                self.warn(format!(
-                    "{}: skipped: its VPC {} is not in the input (describe-vpcs)",
-                    s.subnet_id, s.vpc_id
-                ));
-                continue;
-            };
-            let (Some(cidr), Some(az)) = (&s.cidr_block, &s.availability_zone) else {
-                self.warn(format!(
-                    "{}: skipped: no IPv4 CIDR or availability zone (IPv6-only subnets are not modelled)",
-                    s.subnet_id
-                ));
-                continue;
-            };
-            let ipv6 = s
-                .ipv6_cidr_block_association_set
-                .iter()
-                .filter(|a| a.associated())
-                .find_map(|a| a.ipv6_cidr_block.clone());
-            self.subnets.insert(
-                s.subnet_id.clone(),
-                (
-                    s.vpc_id.clone(),
-                    cidr.parse().ok(),
-                    ipv6.as_deref().and_then(|t| t.parse().ok()),
-                ),
-            );
-            self.vpcs[vpc]
-                .subnets
-                .get_or_insert_with(Vec::new)
-                .push(raw::Subnet {
-                    id: Some(s.subnet_id.clone()),
-                    az: Some(az.clone()),
-                    cidr: cidr.clone(),
-                    ipv6_cidr: ipv6,
-                    // EnableDns64 is AWS's; moto leaves it out (then off, AWS's default).
-                    enable_dns64: s.enable_dns64.filter(|on| *on),
-                    clients: None,
-                });
-        }
     }
 
     fn enis(&self) -> HashMap<&'p str, &'p AwsEni> {
@@ -930,137 +954,166 @@ impl<'p> Importer<'p> {
             .iter()
             .any(|p| p.response.network_interfaces.is_some());
         let enis = self.enis();
-        let mut out = Vec::new();
         let mut seen = BTreeSet::new();
-        for e in aws {
-            if !seen.insert(e.vpc_endpoint_id.clone()) {
-                continue;
+        aws.into_iter()
+            .filter(|e| seen.insert(e.vpc_endpoint_id.clone()))
+            .filter_map(|e| self.endpoint(e, &enis, have_enis))
+            .collect()
+    }
+
+    /// One endpoint; `None` (with a warning) when its type, state, VPC or service keeps it out.
+    fn endpoint(
+        &mut self,
+        e: &AwsEndpoint,
+        enis: &HashMap<&str, &AwsEni>,
+        have_enis: bool,
+    ) -> Option<raw::Endpoint> {
+        let id = &e.vpc_endpoint_id;
+        let kind = self.endpoint_kind(e)?;
+        let service = self.endpoint_service(e, kind)?;
+        let dns_suffix = dns_suffix_of(id, &e.dns_entries);
+        let mut private_names = service.private_dns_names.clone();
+        // Endpoint services: their private DNS names are in DnsEntries only.
+        if catalog::parse_endpoint_service_name(&e.service_name).is_some() {
+            let names = private_entries(&e.dns_entries);
+            if !names.is_empty() {
+                private_names = names.clone();
             }
-            let id = &e.vpc_endpoint_id;
-            let kind = match e.vpc_endpoint_type.as_deref().unwrap_or("Gateway") {
-                "Interface" => "interface",
-                "Gateway" => "gateway",
-                "GatewayLoadBalancer" => "gatewayloadbalancer",
-                other => {
-                    self.warn(format!("{id}: skipped: {other} endpoints are not modelled"));
-                    continue;
-                }
-            };
-            if let Some(state) = e.state.as_deref()
-                && matches!(
-                    state.to_ascii_lowercase().as_str(),
-                    "deleted" | "deleting" | "failed" | "rejected" | "expired"
-                )
-            {
-                self.warn(format!("{id}: skipped: state {state}"));
-                continue;
-            }
-            if !self.has_vpc(&e.vpc_id) {
-                self.warn(format!(
-                    "{id}: skipped: its VPC {} is not in the input",
-                    e.vpc_id
-                ));
-                continue;
-            }
-            // A cross-Region endpoint's service is named in its own Region.
-            let region = e
-                .service_region
-                .clone()
-                .unwrap_or_else(|| self.region.clone());
-            let service = match Catalog::embedded().resolve(&e.service_name, &region) {
-                Some(s) => s,
-                None if kind == "gateway" => {
-                    self.warn(format!(
-                        "{id}: skipped: gateway endpoint for unknown service {}",
-                        e.service_name
-                    ));
-                    continue;
-                }
-                None => match self.service_from_entries(e) {
-                    Some(s) => s,
-                    None => {
-                        self.warn(format!(
-                            "{id}: skipped: service {} is not in the catalog and its DnsEntries do not show its names",
-                            e.service_name
-                        ));
-                        continue;
-                    }
-                },
-            };
-            let dns_suffix = dns_suffix_of(id, &e.dns_entries);
-            let mut private_names = service.private_dns_names.clone();
-            // Endpoint services: their private DNS names are in DnsEntries only.
-            if catalog::parse_endpoint_service_name(&e.service_name).is_some() {
-                let names = private_entries(&e.dns_entries);
-                if !names.is_empty() {
-                    private_names = names.clone();
-                }
-                self.services
-                    .entry(e.service_name.clone())
-                    .or_insert(raw::Service {
-                        name: e.service_name.clone(),
-                        private_dns_names: names,
-                        endpoint_service_id: Some(service.endpoint_service_id.clone()),
-                    });
-            }
-            if let Some(sfx) = &dns_suffix {
-                self.compare_dns_entries(e, &service, sfx, &private_names);
-            } else if kind != "gateway" && !e.dns_entries.is_empty() {
-                self.warn(format!(
-                    "{id}: no `{id}-xxxxxxxx` name in DnsEntries; the suffix of its vpce names is derived"
-                ));
-            }
-            let mut ep = raw::Endpoint {
-                id: Some(id.clone()),
-                vpc: Some(e.vpc_id.clone()),
-                service: e.service_name.clone(),
-                kind: Some(kind.to_string()),
-                private_dns: None,
-                private_dns_only_for_inbound_resolver_endpoint: None,
-                ip_address_type: None,
-                dns_record_ip_type: None,
-                dns_suffix: if kind == "gateway" { None } else { dns_suffix },
-                enis: None,
-                subnets: None,
-                route_tables: None,
-                service_region: self.service_region_of(e),
-            };
-            if kind == "gateway" {
-                ep.route_tables = Some(e.route_table_ids.clone());
-                out.push(ep);
-                continue;
-            }
-            ep.ip_address_type = e.ip_address_type.as_ref().map(|t| t.to_ascii_lowercase());
-            if kind == "interface" {
-                let mut private_dns = e.private_dns_enabled.unwrap_or(false);
-                if private_dns && private_names.is_empty() {
-                    self.warn(format!(
-                        "{id}: PrivateDnsEnabled but service {} has no private DNS name known; imported with private_dns: false",
-                        e.service_name
-                    ));
-                    private_dns = false;
-                }
-                ep.private_dns = Some(private_dns);
-                if let Some(opts) = &e.dns_options {
-                    ep.dns_record_ip_type = opts
-                        .dns_record_ip_type
-                        .as_ref()
-                        .map(|t| t.to_ascii_lowercase());
-                    match opts.private_dns_only_for_inbound_resolver_endpoint {
-                        Some(v) if service.code == "s3" && private_dns => {
-                            ep.private_dns_only_for_inbound_resolver_endpoint = Some(v)
-                        }
-                        Some(true) => self.warn(format!(
-                            "{id}: PrivateDnsOnlyForInboundResolverEndpoint left out: only S3 endpoints with private DNS have it"
-                        )),
-                        _ => {}
-                    }
-                }
-            }
-            ep.enis = Some(self.endpoint_enis(e, &enis, have_enis));
-            out.push(ep);
+            self.services
+                .entry(e.service_name.clone())
+                .or_insert(raw::Service {
+                    name: e.service_name.clone(),
+                    private_dns_names: names,
+                    endpoint_service_id: Some(service.endpoint_service_id.clone()),
+                });
         }
-        out
+        if let Some(sfx) = &dns_suffix {
+            self.compare_dns_entries(e, &service, sfx, &private_names);
+        } else if kind != "gateway" && !e.dns_entries.is_empty() {
+            self.warn(format!(
+                "{id}: no `{id}-xxxxxxxx` name in DnsEntries; the suffix of its vpce names is derived"
+            ));
+        }
+        let mut ep = raw::Endpoint {
+            id: Some(id.clone()),
+            vpc: Some(e.vpc_id.clone()),
+            service: e.service_name.clone(),
+            kind: Some(kind.to_string()),
+            private_dns: None,
+            private_dns_only_for_inbound_resolver_endpoint: None,
+            ip_address_type: None,
+            dns_record_ip_type: None,
+            dns_suffix: if kind == "gateway" { None } else { dns_suffix },
+            enis: None,
+            subnets: None,
+            route_tables: None,
+            service_region: self.service_region_of(e),
+        };
+        if kind == "gateway" {
+            ep.route_tables = Some(e.route_table_ids.clone());
+            return Some(ep);
+        }
+        ep.ip_address_type = e.ip_address_type.as_ref().map(|t| t.to_ascii_lowercase());
+        if kind == "interface" {
+            self.interface_dns(e, &service, &private_names, &mut ep);
+        }
+        ep.enis = Some(self.endpoint_enis(e, enis, have_enis));
+        Some(ep)
+    }
+
+    /// The topology's endpoint type, if the endpoint is one we model and still exists in a VPC of the input.
+    fn endpoint_kind(&mut self, e: &AwsEndpoint) -> Option<&'static str> {
+        let id = &e.vpc_endpoint_id;
+        let kind = match e.vpc_endpoint_type.as_deref().unwrap_or("Gateway") {
+            "Interface" => "interface",
+            "Gateway" => "gateway",
+            "GatewayLoadBalancer" => "gatewayloadbalancer",
+            other => {
+                self.warn(format!("{id}: skipped: {other} endpoints are not modelled"));
+                return None;
+            }
+        };
+        if let Some(state) = e.state.as_deref()
+            && matches!(
+                state.to_ascii_lowercase().as_str(),
+                "deleted" | "deleting" | "failed" | "rejected" | "expired"
+            )
+        {
+            self.warn(format!("{id}: skipped: state {state}"));
+            return None;
+        }
+        if !self.has_vpc(&e.vpc_id) {
+            self.warn(format!(
+                "{id}: skipped: its VPC {} is not in the input",
+                e.vpc_id
+            ));
+            return None;
+        }
+        Some(kind)
+    }
+
+    /// The endpoint's service: from the catalog, else (interface endpoints) from its DnsEntries.
+    fn endpoint_service(&mut self, e: &AwsEndpoint, kind: &str) -> Option<catalog::Service> {
+        let id = &e.vpc_endpoint_id;
+        // A cross-Region endpoint's service is named in its own Region.
+        let region = e
+            .service_region
+            .clone()
+            .unwrap_or_else(|| self.region.clone());
+        if let Some(s) = Catalog::embedded().resolve(&e.service_name, &region) {
+            return Some(s);
+        }
+        if kind == "gateway" {
+            self.warn(format!(
+                "{id}: skipped: gateway endpoint for unknown service {}",
+                e.service_name
+            ));
+            return None;
+        }
+        let service = self.service_from_entries(e);
+        if service.is_none() {
+            self.warn(format!(
+                "{id}: skipped: service {} is not in the catalog and its DnsEntries do not show its names",
+                e.service_name
+            ));
+        }
+        service
+    }
+
+    /// An interface endpoint's private DNS and DnsOptions.
+    fn interface_dns(
+        &mut self,
+        e: &AwsEndpoint,
+        service: &catalog::Service,
+        private_names: &[String],
+        ep: &mut raw::Endpoint,
+    ) {
+        let id = &e.vpc_endpoint_id;
+        let mut private_dns = e.private_dns_enabled.unwrap_or(false);
+        if private_dns && private_names.is_empty() {
+            self.warn(format!(
+                "{id}: PrivateDnsEnabled but service {} has no private DNS name known; imported with private_dns: false",
+                e.service_name
+            ));
+            private_dns = false;
+        }
+        ep.private_dns = Some(private_dns);
+        let Some(opts) = &e.dns_options else {
+            return;
+        };
+        ep.dns_record_ip_type = opts
+            .dns_record_ip_type
+            .as_ref()
+            .map(|t| t.to_ascii_lowercase());
+        match opts.private_dns_only_for_inbound_resolver_endpoint {
+            Some(v) if service.code == "s3" && private_dns => {
+                ep.private_dns_only_for_inbound_resolver_endpoint = Some(v);
+            }
+            Some(true) => self.warn(format!(
+                "{id}: PrivateDnsOnlyForInboundResolverEndpoint left out: only S3 endpoints with private DNS have it"
+            )),
+            _ => {}
+        }
     }
 
     /// An interface endpoint's service the catalog lacks: its names come from DnsEntries.
