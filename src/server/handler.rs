@@ -586,8 +586,7 @@ pub(crate) async fn forward(
     let Ok(query) = wire::parse_query(&job.packet) else {
         return;
     };
-    let span = tracing::debug_span!(
-        "query", id = query.id, src = %job.src, proto = job.protocol.as_str(), qname = %query.name, qtype = %query.qtype);
+    let span = job_span(&job, &query);
     let _entered = span.enter();
     // The VPC Resolver ignores DO and CD and returns no DNSSEC records (reference §12.7): never ask for them.
     let dnssec_ok = false;
@@ -613,8 +612,7 @@ pub(crate) fn busy(snap: &Snapshot, mut job: Box<ForwardJob>, pending: usize, ou
     let Ok(query) = wire::parse_query(&job.packet) else {
         return;
     };
-    let span = tracing::debug_span!(
-        "query", id = query.id, src = %job.src, proto = job.protocol.as_str(), qname = %query.name, qtype = %query.qtype);
+    let span = job_span(&job, &query);
     let _entered = span.enter();
     debug!(pending, "too many forwarded queries pending");
     let result = crate::upstream::Outcome::not_sent(
@@ -622,6 +620,12 @@ pub(crate) fn busy(snap: &Snapshot, mut job: Box<ForwardJob>, pending: usize, ou
         "busy: too many forwarded queries pending",
     );
     finish(snap, &job, &query, prefix, result, out);
+}
+
+/// The query's span, for the part of its life spent forwarding.
+fn job_span(job: &ForwardJob, query: &Query<'_>) -> tracing::Span {
+    tracing::debug_span!(
+        "query", id = query.id, src = %job.src, proto = job.protocol.as_str(), qname = %query.name, qtype = %query.qtype)
 }
 
 /// Encodes, counts and logs the reply to a forwarded question.
