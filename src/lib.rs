@@ -54,6 +54,7 @@
 pub mod catalog;
 pub mod engine;
 pub mod explain;
+mod fnv;
 pub mod import;
 /// The engine's former name, kept for library users.
 pub use engine as resolve;

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{LowerName, Name, Record, RecordType};
 
+use super::key::{Wire, parents};
 use super::{DecidedBy, Route, Trace, ViewKey};
 use crate::topology::Topology;
 
@@ -56,12 +57,25 @@ pub(crate) struct Ask<'a> {
     pub(crate) view: ViewKey,
     /// Lowercase, fully qualified (the current name of a CNAME chain).
     pub(crate) qname: &'a Name,
-    pub(crate) lower: &'a LowerName,
-    /// The registered domain being consulted (`qname` or one of its parents).
-    pub(crate) domain: &'a LowerName,
+    /// `qname` in lowercase wire form, for table lookups.
+    pub(crate) wire: &'a Wire,
+    /// The registered domain being consulted (`qname` or one of its parents), in lowercase wire form.
+    pub(crate) domain: &'a [u8],
     pub(crate) qtype: RecordType,
     /// A more specific system rule covers the name: forwarding authorities stand aside (reference §6.3).
     pub(crate) shielded: bool,
+}
+
+impl Ask<'_> {
+    /// Whether the name asked is the registered domain itself (not one of its children).
+    pub(crate) fn at_domain(&self) -> bool {
+        self.domain.len() == self.wire.suffix(0).len()
+    }
+
+    /// The registered domain as a name.
+    pub(crate) fn domain_name(&self) -> Name {
+        self.qname.trim_to(parents(self.domain).count())
+    }
 }
 
 /// A local answer: positive, or negative with the zone's SOA.

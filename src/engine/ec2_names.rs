@@ -240,12 +240,11 @@ impl Ec2Names {
     fn reverse(
         &self,
         vpc: &Vpc,
-        zone: &LowerName,
+        zone: &Name,
         qname: &Name,
         qtype: RecordType,
         trace: &mut Trace,
     ) -> Answer {
-        let zone = Name::from(zone);
         let octets: Vec<u8> = qname
             .iter()
             .take(4)
@@ -256,7 +255,7 @@ impl Ec2Names {
             .filter(|ip| vpc.contains(IpAddr::V4(*ip)));
         let Some(ip) = ip else {
             trace.add("§6.3", || format!("{qname} is under the autodefined reverse zone {zone} but names no address of {}: NXDOMAIN", vpc.label()));
-            return Answer::negative(ResponseCode::NXDomain, soa_for(&self.soa, &zone));
+            return Answer::negative(ResponseCode::NXDomain, soa_for(&self.soa, zone));
         };
         let o = ip.octets();
         let target = name(&format!(
@@ -272,7 +271,7 @@ impl Ec2Names {
         if qtype == RecordType::PTR || qtype == RecordType::ANY {
             Answer::records(vec![record(qname, 60, RData::PTR(rdata::PTR(target)))])
         } else {
-            Answer::negative(ResponseCode::NoError, soa_for(&self.soa, &zone))
+            Answer::negative(ResponseCode::NoError, soa_for(&self.soa, zone))
         }
     }
 }
@@ -315,7 +314,7 @@ impl Authority for Ec2Names {
         let (by, answer) = match entry_of(entry) {
             Entry::Reverse(vi) => (
                 DecidedBy::Ec2Reverse,
-                self.reverse(&self.vpcs[vi], ask.domain, qname, qtype, trace),
+                self.reverse(&self.vpcs[vi], &ask.domain_name(), qname, qtype, trace),
             ),
             Entry::Internal(vi) => {
                 let answer = self

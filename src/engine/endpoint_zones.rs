@@ -115,12 +115,7 @@ fn endpoint_zones(e: &Endpoint, region: &str) -> Vec<(Zone, usize, Arc<str>)> {
         } else {
             endpoint_addresses(e, &owner, None, bare.ends_with(".api.aws"))
         };
-        own[zi]
-            .0
-            .records
-            .entry(LowerName::new(&owner))
-            .or_default()
-            .extend(recs);
+        own[zi].0.owner(&owner).extend(recs);
     }
     for (zone, _, _) in &mut own {
         zone.seal();
@@ -162,7 +157,7 @@ impl Authority for EndpointZones {
             return Flow::Pass(Lost::InboundOnly);
         }
         let mut fixed = true;
-        let answer = zone.answer(&self.soa, ask.qname, ask.qtype, trace, &mut fixed);
+        let answer = zone.answer(&self.soa, ask, trace, &mut fixed);
         Flow::Decide {
             by: DecidedBy::EndpointZone(id.clone()),
             resolved: Resolved::Answer(answer),

@@ -13,6 +13,7 @@ use super::authority::{
     Ask, Authority, Compile, Described, Flow, Profiles, Registration, Resolved, Scope, VIA_PROFILE,
     soa_for,
 };
+use super::key::key;
 use super::zone::Zone;
 use super::{DecidedBy, Trace, name, record};
 use crate::topology::{HostedZone, Topology, ZoneData, ZoneRecord};
@@ -94,16 +95,13 @@ fn compile_zone(topo: &Topology, z: &HostedZone, soa: &Record) -> Zone {
                     e.id, e.service.code, topo.vpcs[e.vpc].id
                 ),
             };
-            zone.aliases.insert(LowerName::new(&r.name), what);
+            zone.aliases.insert(key(&r.name), what);
         }
         // An alias with no address of the asked type still makes the name exist (NODATA, not NXDOMAIN).
-        zone.records
-            .entry(LowerName::new(&r.name))
-            .or_default()
-            .extend(record_set(topo, r));
+        zone.owner(&r.name).extend(record_set(topo, r));
     }
     // The zone's own SOA and NS (a topology can't write them: `import` leaves Route 53's out).
-    let apex = zone.records.entry(LowerName::new(&z.name)).or_default();
+    let apex = zone.owner(&z.name);
     apex.retain(|r| !matches!(r.record_type(), RecordType::SOA | RecordType::NS));
     apex.extend(apex_records(&z.name, soa));
     zone.seal();
@@ -160,7 +158,7 @@ impl Authority for HostedZones {
         let entry = self.profiles.entry(entry, ask, label, trace);
         let (zone, _, short) = &self.zones[entry as usize];
         let mut fixed = true;
-        let answer = zone.answer(&self.soa, ask.qname, ask.qtype, trace, &mut fixed);
+        let answer = zone.answer(&self.soa, ask, trace, &mut fixed);
         Flow::Decide {
             by: DecidedBy::HostedZone(short.clone()),
             resolved: Resolved::Answer(answer),

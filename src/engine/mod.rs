@@ -36,6 +36,7 @@ mod ec2_names;
 mod endpoint_zones;
 mod firewall;
 mod hosted_zones;
+mod key;
 mod prefix;
 mod protocol;
 mod rules;
@@ -43,7 +44,6 @@ mod views;
 mod vpce_names;
 mod zone;
 
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 use std::sync::Arc;
@@ -59,9 +59,11 @@ pub use firewall::FirewallMatch;
 
 use admission::{Admission, Admit};
 use authority::{Ask, Authority, Compile, Flow, Resolved, Scope};
+use key::{Key, Wire};
 use views::{Views, Why};
 
 use crate::catalog;
+use crate::fnv::FnvMap;
 use crate::topology::{BlockResponse, Topology, Upstream, ViewRef};
 
 /// TTL of endpoint answers: [OBS] for vpce names, [INF] for private DNS names (reference §1.3).
@@ -88,11 +90,13 @@ struct Slot {
     entry: u32,
 }
 
-type Table = HashMap<LowerName, Vec<Slot>>;
+/// Domain (lowercase wire form) -> the authorities registered there, in precedence order.
+type Table = FnvMap<Key, Vec<Slot>>;
 
 /// A candidate the walk consulted, for `explain`.
 struct Seen {
-    domain: LowerName,
+    /// Labels of the registered domain (a suffix of the name walked).
+    domain: usize,
     slot: Slot,
     lost: Option<Lost>,
 }
@@ -102,8 +106,8 @@ struct Hit {
     by: DecidedBy,
     resolved: Resolved,
     fixed: bool,
-    /// Where the winner sits (None: the upstream), for judging the others.
-    at: Option<(LowerName, Slot)>,
+    /// Where the winner sits (labels of its domain; None: the upstream), for judging the others.
+    at: Option<(usize, Slot)>,
 }
 
 /// A compiled topology, ready to answer. Immutable; a reload builds a new one.
@@ -118,7 +122,7 @@ pub struct Engine {
     /// Per VPC: authorities asked about every query before the walk.
     every_query: Vec<Vec<Slot>>,
     /// Domain -> (VPC, slot) of every VPC: only `explain` reads it (candidates of other views).
-    all_vpcs: HashMap<LowerName, Vec<(usize, Slot)>>,
+    all_vpcs: FnvMap<Key, Vec<(usize, Slot)>>,
     views: Views,
     admission: Admission,
     upstream: Arc<Route>,
@@ -218,25 +222,23 @@ impl Engine {
         let auths = registry(&compile);
         let firewall = firewall::Firewall::compile(&compile);
         let dns64_nets = dns64_nets(&topo);
-        let mut vpc_tables: Vec<Table> = vec![HashMap::new(); topo.vpcs.len()];
-        let mut everywhere = Table::new();
+        let mut vpc_tables: Vec<Table> = vec![Table::default(); topo.vpcs.len()];
+        let mut everywhere = Table::default();
         let mut every_query: Vec<Vec<Slot>> = vec![Vec::new(); topo.vpcs.len()];
-        let mut all_vpcs: HashMap<LowerName, Vec<(usize, Slot)>> = HashMap::new();
+        let mut all_vpcs: FnvMap<Key, Vec<(usize, Slot)>> = FnvMap::default();
         for (ai, auth) in auths.iter().enumerate() {
             for r in auth.registrations() {
                 let slot = Slot {
                     auth: ai as u16,
                     entry: r.entry,
                 };
+                let domain = key::key(&r.domain);
                 match r.scope {
                     Scope::Vpc(vi) => {
-                        all_vpcs
-                            .entry(r.domain.clone())
-                            .or_default()
-                            .push((vi, slot));
-                        vpc_tables[vi].entry(r.domain).or_default().push(slot);
+                        all_vpcs.entry(domain.clone()).or_default().push((vi, slot));
+                        vpc_tables[vi].entry(domain).or_default().push(slot);
                     }
-                    Scope::Everywhere => everywhere.entry(r.domain).or_default().push(slot),
+                    Scope::Everywhere => everywhere.entry(domain).or_default().push(slot),
                     Scope::EveryQuery(vi) => every_query[vi].push(slot),
                 }
             }
@@ -699,12 +701,12 @@ impl Engine {
         trace: &mut Trace,
         seen: Option<&mut Vec<Seen>>,
     ) -> Hit {
-        let lower = LowerName::new(qname);
+        let wire = Wire::new(qname);
         let mut ask = Ask {
             view: key,
             qname,
-            lower: &lower,
-            domain: &lower,
+            wire: &wire,
+            domain: wire.suffix(0),
             qtype,
             shielded: false,
         };
@@ -739,10 +741,9 @@ impl Engine {
 
     /// The authorities that judge every query of the VPC, before the walk.
     fn every_query(&self, vi: usize, ask: &Ask<'_>, trace: &mut Trace) -> Option<Hit> {
-        let root = LowerName::from(Name::root());
         for &slot in &self.every_query[vi] {
             let here = Ask {
-                domain: &root,
+                domain: key::ROOT,
                 ..*ask
             };
             if let Flow::Decide {
@@ -755,14 +756,14 @@ impl Engine {
                     by,
                     resolved,
                     fixed,
-                    at: Some((root, slot)),
+                    at: Some((0, slot)),
                 });
             }
         }
         None
     }
 
-    /// The suffixes of `ask.lower`, most specific first; at each, the registered authorities in precedence order.
+    /// The suffixes of `ask.qname`, most specific first; at each, the registered authorities in precedence order.
     fn walk_table(
         &self,
         table: &Table,
@@ -773,11 +774,15 @@ impl Engine {
         if table.is_empty() {
             return None;
         }
-        let mut level = ask.lower.clone();
-        loop {
-            for &slot in table.get(&level).map_or(&[][..], Vec::as_slice) {
+        let labels = ask.wire.labels();
+        for skip in 0..=labels {
+            let level = ask.wire.suffix(skip);
+            let Some(slots) = table.get(level) else {
+                continue;
+            };
+            for &slot in slots {
                 let here = Ask {
-                    domain: &level,
+                    domain: level,
                     ..*ask
                 };
                 let lost = match self.auths[slot.auth as usize].lookup(slot.entry, &here, trace) {
@@ -790,7 +795,7 @@ impl Engine {
                             by,
                             resolved,
                             fixed,
-                            at: Some((level, slot)),
+                            at: Some((labels - skip, slot)),
                         });
                     }
                     Flow::Pass(lost) => lost,
@@ -801,17 +806,14 @@ impl Engine {
                 };
                 if let Some(seen) = seen.as_deref_mut() {
                     seen.push(Seen {
-                        domain: level.clone(),
+                        domain: labels - skip,
                         slot,
                         lost: Some(lost),
                     });
                 }
             }
-            if level.is_root() {
-                return None;
-            }
-            level = level.base_name();
         }
+        None
     }
 
     /// Every candidate for `qname`, most specific first, with the winner and why each other one lost.
@@ -820,23 +822,35 @@ impl Engine {
         key: ViewKey,
         qname: &Name,
         seen: &[Seen],
-        winner: Option<&(LowerName, Slot)>,
+        winner: Option<&(usize, Slot)>,
     ) -> Vec<Candidate> {
         let mut out: Vec<Candidate> = Vec::new();
-        let winner_kind =
-            winner.map(|(d, s)| (d, self.auths[s.auth as usize].describe(s.entry, d).kind));
-        let mut level = LowerName::new(qname);
-        loop {
+        let domain_name = |labels: usize| LowerName::new(&qname.trim_to(labels));
+        let winner_kind = winner.map(|&(d, s)| {
+            let kind = self.auths[s.auth as usize]
+                .describe(s.entry, &domain_name(d))
+                .kind;
+            (d, kind)
+        });
+        let wire = Wire::new(qname);
+        for skip in 0..=wire.labels() {
+            let labels = wire.labels() - skip;
+            let domain = wire.suffix(skip);
             let own = key
                 .vpc
-                .and_then(|vi| self.vpc_tables[vi as usize].get(&level))
+                .and_then(|vi| self.vpc_tables[vi as usize].get(domain))
                 .map_or(&[][..], Vec::as_slice);
+            let others = self.all_vpcs.get(domain).map_or(&[][..], Vec::as_slice);
+            if own.is_empty() && others.is_empty() {
+                continue;
+            }
+            let level = domain_name(labels);
             for &slot in own {
                 let d = self.auths[slot.auth as usize].describe(slot.entry, &level);
-                let won = winner.is_some_and(|(wd, ws)| *wd == level && *ws == slot);
+                let won = winner.is_some_and(|&(wd, ws)| wd == labels && ws == slot);
                 let lost = if won {
                     None
-                } else if let Some(s) = seen.iter().find(|s| s.domain == level && s.slot == slot) {
+                } else if let Some(s) = seen.iter().find(|s| s.domain == labels && s.slot == slot) {
                     s.lost.clone()
                 } else if d.kind == "forward rule"
                     && seen.iter().any(|s| s.lost == Some(Lost::SystemRuleDefers))
@@ -844,16 +858,16 @@ impl Engine {
                     Some(Lost::ShieldedBySystemRule)
                 } else {
                     Some(match winner_kind {
-                        Some((wd, kind)) if *wd == level => Lost::SameDomain { winner: kind },
+                        Some((wd, kind)) if wd == labels => Lost::SameDomain { winner: kind },
                         Some((wd, _)) => Lost::LessSpecific {
-                            winner: wd.to_string(),
+                            winner: domain_name(wd).to_string(),
                         },
                         None => Lost::NotApplicable,
                     })
                 };
                 push_candidate(&mut out, &level, d, won, lost);
             }
-            for &(vi, slot) in self.all_vpcs.get(&level).map_or(&[][..], Vec::as_slice) {
+            for &(vi, slot) in others {
                 if key.vpc == Some(vi as u32) || own.contains(&slot) {
                     continue;
                 }
@@ -863,11 +877,8 @@ impl Engine {
                 };
                 push_candidate(&mut out, &level, d, false, Some(lost));
             }
-            if level.is_root() {
-                return out;
-            }
-            level = level.base_name();
         }
+        out
     }
 }
 

@@ -104,8 +104,9 @@ impl Authority for VpceNames {
 
     fn lookup(&self, entry: u32, ask: &Ask<'_>, trace: &mut Trace) -> Flow {
         let e = &self.names[entry as usize];
-        let exact = *ask.lower == e.owner;
-        let bucket = e.wildcard && ask.lower.num_labels() > e.owner.num_labels();
+        // Registered at the owner: the name is the owner itself or below it.
+        let exact = ask.at_domain();
+        let bucket = e.wildcard && !exact;
         if !exact && !bucket {
             return Flow::Pass(Lost::NotApplicable);
         }

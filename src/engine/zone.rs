@@ -2,14 +2,13 @@
 //! NODATA and NXDOMAIN with the zone's SOA. Shared by customer private hosted zones and the hidden zones of
 //! endpoints with private DNS, which follow the same rules.
 
-use std::collections::{HashMap, HashSet};
-use std::str::FromStr;
-
 use hickory_proto::op::ResponseCode;
-use hickory_proto::rr::{LowerName, Name, Record, RecordType};
+use hickory_proto::rr::{Name, Record, RecordType};
 
 use super::Trace;
-use super::authority::{Answer, soa_for};
+use super::authority::{Answer, Ask, soa_for};
+use super::key::{Key, Wire, key, parents};
+use crate::fnv::{FnvMap, FnvSet};
 
 #[derive(Debug)]
 pub(crate) struct Zone {
@@ -18,11 +17,11 @@ pub(crate) struct Zone {
     /// Endpoint private DNS that only inbound-endpoint queries see (S3 `private_dns_only_for_inbound_resolver_endpoint`).
     pub(crate) inbound_only: bool,
     /// Owner name -> records (already expanded: aliases resolved to addresses).
-    pub(crate) records: HashMap<LowerName, Vec<Record>>,
+    pub(crate) records: FnvMap<Key, Vec<Record>>,
     /// Names that exist only because something lives below them (empty non-terminals).
-    pub(crate) parents: HashSet<LowerName>,
+    parents: FnvSet<Key>,
     /// Owner -> the endpoint its alias records point at, for the trace.
-    pub(crate) aliases: HashMap<LowerName, String>,
+    pub(crate) aliases: FnvMap<Key, String>,
     pub(crate) reference: &'static str,
 }
 
@@ -32,46 +31,51 @@ impl Zone {
             name,
             label,
             inbound_only: false,
-            records: HashMap::new(),
-            parents: HashSet::new(),
-            aliases: HashMap::new(),
+            records: FnvMap::default(),
+            parents: FnvSet::default(),
+            aliases: FnvMap::default(),
             reference,
         }
     }
 
+    /// The records of `owner`, to add to.
+    pub(crate) fn owner(&mut self, owner: &Name) -> &mut Vec<Record> {
+        self.records.entry(key(owner)).or_default()
+    }
+
     /// Fills `parents` once every record is in.
     pub(crate) fn seal(&mut self) {
+        let apex = usize::from(self.name.num_labels());
         for owner in self.records.keys() {
-            let mut n = owner.base_name();
-            while n.num_labels() > self.name.num_labels() {
-                self.parents.insert(n.clone());
-                n = n.base_name();
-            }
+            let below_apex = parents(owner).count().saturating_sub(apex + 1);
+            self.parents
+                .extend(parents(owner).take(below_apex).map(Key::from));
         }
     }
 
-    /// The records owned by `lower` (wildcard-synthesized when `.1`; no records for the apex and empty
-    /// non-terminals); `None`: the name does not exist.
-    fn find(&self, lower: &LowerName) -> Option<(Option<&Vec<Record>>, bool)> {
-        if let Some(recs) = self.records.get(lower) {
+    /// The records owned by `name` (wildcard-synthesized when `.1`; no records for the apex and empty
+    /// non-terminals); `None`: the name does not exist. `name` is at or below the apex.
+    fn find(&self, name: &Wire) -> Option<(Option<&Vec<Record>>, bool)> {
+        if let Some(recs) = self.records.get(name.suffix(0)) {
             return Some((Some(recs), false));
         }
-        if self.parents.contains(lower) || *lower == LowerName::new(&self.name) {
+        // Below the apex: how many labels to strip to reach it.
+        let depth = name
+            .labels()
+            .saturating_sub(usize::from(self.name.num_labels()));
+        if depth == 0 || self.parents.contains(name.suffix(0)) {
             return Some((None, false));
         }
         // Wildcard: `*.` + the closest existing ancestor, within the zone.
-        let mut probe = lower.base_name();
-        while probe.num_labels() >= self.name.num_labels() {
-            if let Some(recs) = self.records.get(&wildcard_of(&probe)) {
+        let mut buf = [0; Name::MAX_LENGTH + 3];
+        for skip in 1..=depth {
+            if let Some(recs) = self.records.get(name.wildcard(skip, &mut buf)) {
                 return Some((Some(recs), true));
             }
-            if self.records.contains_key(&probe)
-                || self.parents.contains(&probe)
-                || probe.num_labels() == self.name.num_labels()
-            {
+            let probe = name.suffix(skip);
+            if skip == depth || self.records.contains_key(probe) || self.parents.contains(probe) {
                 return None;
             }
-            probe = probe.base_name();
         }
         None
     }
@@ -81,13 +85,12 @@ impl Zone {
     pub(crate) fn answer(
         &self,
         soa: &Record,
-        qname: &Name,
-        qtype: RecordType,
+        ask: &Ask<'_>,
         trace: &mut Trace,
         fixed: &mut bool,
     ) -> Answer {
-        let lower = LowerName::new(qname);
-        let Some((owner_recs, synthesized)) = self.find(&lower) else {
+        let (qname, qtype) = (ask.qname, ask.qtype);
+        let Some((owner_recs, synthesized)) = self.find(ask.wire) else {
             *fixed = false;
             trace.add(self.reference, || format!(
                 "{} is the most specific zone for {qname} and has no such name: NXDOMAIN, with no fallback to public DNS",
@@ -122,7 +125,7 @@ impl Zone {
             return Answer::negative(ResponseCode::NoError, soa_for(soa, &self.name));
         }
         let alias = self
-            .owner_alias(qname, synthesized)
+            .owner_alias(ask.wire, synthesized)
             .map(|a| format!(": an alias record to {a}"))
             .unwrap_or_default();
         let reference = if alias.is_empty() {
@@ -136,25 +139,16 @@ impl Zone {
         Answer::records(matching)
     }
 
-    /// The alias target description of the record set that answered `qname` (exact or wildcard owner).
-    fn owner_alias(&self, qname: &Name, synthesized: bool) -> Option<&String> {
+    /// The alias target description of the record set that answered `name` (exact or wildcard owner).
+    fn owner_alias(&self, name: &Wire, synthesized: bool) -> Option<&String> {
+        let mut buf = [0; Name::MAX_LENGTH + 3];
         let owner = if synthesized {
-            wildcard_of(&LowerName::new(&qname.base_name()))
+            name.wildcard(1, &mut buf)
         } else {
-            LowerName::new(qname)
+            name.suffix(0)
         };
-        self.aliases.get(&owner)
+        self.aliases.get(owner)
     }
-}
-
-/// `*.` + `parent`.
-fn wildcard_of(parent: &LowerName) -> LowerName {
-    LowerName::new(
-        &Name::from_str("*")
-            .unwrap_or_default()
-            .append_domain(&Name::from(parent))
-            .unwrap_or_default(),
-    )
 }
 
 /// A copy of `r` owned by `owner` (wildcard synthesis, case of the question).

@@ -9,8 +9,6 @@
 //! The same kind of table remembers where a forwarded question goes (its route, when the decision is fixed), so a
 //! query the forwarder's cache can answer is replayed from the cache's encoded bytes without asking the engine.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::RwLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -18,6 +16,7 @@ use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 
 use crate::engine::Admitted;
+use crate::fnv::{self, FnvMap};
 use crate::upstream::Route;
 use crate::wire::Prepared;
 
@@ -50,30 +49,7 @@ pub(crate) struct Entry {
     pub(crate) rcode: ResponseCode,
 }
 
-/// FNV-1a: keys are short and only names the engine answered are ever inserted, so hash flooding can't grow a
-/// chain; SipHash cost more than the rest of the lookup.
-#[derive(Default)]
-struct Fnv(u64);
-
-impl Hasher for Fnv {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        let mut h = if self.0 == 0 {
-            0xcbf2_9ce4_8422_2325
-        } else {
-            self.0
-        };
-        for b in bytes {
-            h ^= u64::from(*b);
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-        self.0 = h;
-    }
-}
-
-type Shard<T> = RwLock<HashMap<Box<[u8]>, T, BuildHasherDefault<Fnv>>>;
+type Shard<T> = RwLock<FnvMap<Box<[u8]>, T>>;
 
 /// Where a forwarded question goes, for the cache's fast path.
 pub(crate) struct Forwarded {
@@ -97,9 +73,7 @@ fn key_into(buf: &mut Vec<u8>, admitted: Admitted, qtype: u16, lower_name: &[u8]
     buf.extend_from_slice(&tag.to_be_bytes());
     buf.extend_from_slice(&qtype.to_be_bytes());
     buf.extend_from_slice(lower_name);
-    let mut h = Fnv::default();
-    h.write(buf);
-    (h.finish() % SHARDS as u64) as usize
+    (fnv::hash(buf) % SHARDS as u64) as usize
 }
 
 impl<T> Answers<T> {

@@ -9,7 +9,6 @@
 //!
 //! [`RunningServer::reload`]: super::RunningServer::reload
 
-use std::hash::Hasher as _;
 use std::io::Read as _;
 use std::os::unix::fs::MetadataExt as _;
 use std::path::PathBuf;
@@ -201,35 +200,14 @@ fn stamps(paths: &[PathBuf]) -> Option<Vec<Stamp>> {
             let meta = f.metadata().ok()?;
             let mut bytes = Vec::with_capacity(meta.len() as usize);
             f.read_to_end(&mut bytes).ok()?;
-            let mut h = Fnv::default();
-            h.write(&bytes);
             Some(Stamp {
                 inode: meta.ino(),
                 len: bytes.len() as u64,
-                hash: h.finish(),
+                // FNV-1a: collisions only cost a missed reload of an identical-length file.
+                hash: crate::fnv::hash(&bytes),
             })
         })
         .collect()
-}
-
-/// FNV-1a: deterministic and dependency-free; collisions only cost a missed reload of an identical-length file.
-struct Fnv(u64);
-
-impl Default for Fnv {
-    fn default() -> Self {
-        Self(0xcbf2_9ce4_8422_2325)
-    }
-}
-
-impl std::hash::Hasher for Fnv {
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-    fn finish(&self) -> u64 {
-        self.0
-    }
 }
 
 /// `--watch`: polls the topology files off the runtime and queues a reload when one changes.

@@ -9,7 +9,7 @@
 //! socket threads off each other's lock.
 
 use std::collections::{BTreeMap, HashMap};
-use std::hash::{BuildHasher, Hasher};
+use std::hash::BuildHasher;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -19,37 +19,13 @@ use hickory_proto::serialize::binary::BinDecodable;
 use tokio::time::Instant;
 
 use super::{Outcome, STALE_TTL, Via, ede};
+use crate::fnv::SeededFnv;
 use crate::wire::{self, Peek, Prepared, Query, Reply};
 
 const HEADER_LEN: usize = 12;
 /// Shards of the cache; a small cache gets fewer, so its capacity stays exact.
 const MAX_SHARDS: usize = 16;
 const MIN_ENTRIES_PER_SHARD: usize = 1024;
-
-/// FNV-1a from a seeded basis.
-#[derive(Clone, Copy)]
-pub(super) struct SeededFnv(u64);
-
-pub(super) struct Fnv(u64);
-
-impl Hasher for Fnv {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 ^= u64::from(*b);
-            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    }
-}
-
-impl BuildHasher for SeededFnv {
-    type Hasher = Fnv;
-    fn build_hasher(&self) -> Fnv {
-        Fnv(self.0)
-    }
-}
 
 /// Writes the cache key of a question into `buf`: lowercase wire name, query type, route name.
 pub(super) fn key_into(buf: &mut Vec<u8>, lower_wire: &[u8], qtype: u16, route: &str) {
@@ -326,7 +302,7 @@ struct Shard {
 
 impl Cache {
     pub(super) fn new(capacity: usize, seed: u64) -> Self {
-        let hasher = SeededFnv(0xcbf2_9ce4_8422_2325 ^ seed);
+        let hasher = SeededFnv::new(seed);
         let n = (capacity / MIN_ENTRIES_PER_SHARD).clamp(1, MAX_SHARDS);
         let shards = (0..n)
             .map(|i| {
