@@ -176,7 +176,8 @@ def dnsperf(port, datafile, duration, mode="udp", qps=None, clients=4, outstandi
         elif s.startswith("Average packet size:"):
             res["resp_size"] = int(s.rsplit(None, 1)[1])
     if p.returncode != 0 or res["sent"] == 0:
-        raise RuntimeError("dnsperf failed (%s): %s" % (p.returncode, p.stderr.strip()[-500:]))
+        last = (p.stderr.strip().splitlines() or ["no output"])[-1]
+        raise RuntimeError("dnsperf failed (%s): %s" % (p.returncode, last[-300:]))
     return res
 
 
