@@ -1328,7 +1328,7 @@ mod tests {
     }
 
     #[test]
-    fn malformed_queries() {
+    fn malformed_headers_and_counts() {
         assert_eq!(parse_query(&[]).unwrap_err(), ParseError::Drop);
         assert_eq!(parse_query(&[0; 11]).unwrap_err(), ParseError::Drop);
         let good = raw_query("example.com", 1);
@@ -1346,7 +1346,11 @@ mod tests {
                 "qdcount {qdcount}"
             );
         }
+    }
 
+    #[test]
+    fn malformed_question_names() {
+        let good = raw_query("example.com", 1);
         let mut p = good[..12].to_vec();
         p.push(64);
         p.extend_from_slice(&[b'a'; 64]);
@@ -1388,7 +1392,11 @@ mod tests {
             formerr(&p),
             "pointer in question"
         );
+    }
 
+    #[test]
+    fn truncated_questions_and_records() {
+        let good = raw_query("example.com", 1);
         // Truncated question.
         for cut in 13..good.len() {
             assert_eq!(
@@ -1410,7 +1418,11 @@ mod tests {
             formerr(&p),
             "missing second answer"
         );
+    }
 
+    #[test]
+    fn malformed_opt_records() {
+        let good = raw_query("example.com", 1);
         let mut p = good.clone();
         add_opt(&mut p, 1232, 0, false);
         let opt_len = p.len();

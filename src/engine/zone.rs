@@ -17,7 +17,7 @@ pub(crate) struct Zone {
     /// Endpoint private DNS that only inbound-endpoint queries see (S3 `private_dns_only_for_inbound_resolver_endpoint`).
     pub(crate) inbound_only: bool,
     /// Owner name -> records (already expanded: aliases resolved to addresses).
-    pub(crate) records: FnvMap<Key, Vec<Record>>,
+    records: FnvMap<Key, Vec<Record>>,
     /// Names that exist only because something lives below them (empty non-terminals).
     parents: FnvSet<Key>,
     /// Owner -> the endpoint its alias records point at, for the trace.
