@@ -31,6 +31,13 @@ pub(crate) struct Cli {
     command: Command,
 }
 
+impl Cli {
+    /// Whether this run serves (long-lived: worth returning freed memory to the OS at once).
+    pub(crate) fn serves(&self) -> bool {
+        matches!(self.command, Command::Serve { .. })
+    }
+}
+
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum LogFormat {
     Text,

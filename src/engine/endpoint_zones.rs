@@ -14,7 +14,7 @@ use super::authority::{
 use super::zone::Zone;
 use super::{DecidedBy, ENDPOINT_TTL, Trace, name, record};
 use crate::catalog;
-use crate::topology::{Endpoint, EndpointKind};
+use crate::topology::{Endpoint, EndpointKind, Eni};
 
 #[derive(Debug)]
 pub(crate) struct EndpointZones {
@@ -32,18 +32,22 @@ pub(crate) fn endpoint_addresses(
     owner: &Name,
     az: Option<&str>,
     dualstack_name: bool,
-) -> Vec<Record> {
+) -> Box<[Record]> {
     let (want_a, want_aaaa) = e.dns_record_ip_type.answers(dualstack_name);
-    let mut out = Vec::new();
-    for eni in e.enis.iter().filter(|eni| az.is_none_or(|az| eni.az == az)) {
-        if want_a && let Some(ip) = eni.ip {
-            out.push(record(owner, ENDPOINT_TTL, RData::A(ip.into())));
-        }
-        if want_aaaa && let Some(ip) = eni.ipv6 {
-            out.push(record(owner, ENDPOINT_TTL, RData::AAAA(ip.into())));
-        }
+    let enis = || e.enis.iter().filter(|eni| az.is_none_or(|az| eni.az == az));
+    let a = |eni: &Eni| eni.ip.filter(|_| want_a);
+    let aaaa = |eni: &Eni| eni.ipv6.filter(|_| want_aaaa);
+    // Sized exactly: 10,000s of these sets live as long as the topology.
+    let mut out = Vec::with_capacity(
+        enis()
+            .map(|eni| usize::from(a(eni).is_some()) + usize::from(aaaa(eni).is_some()))
+            .sum(),
+    );
+    for eni in enis() {
+        out.extend(a(eni).map(|ip| record(owner, ENDPOINT_TTL, RData::A(ip.into()))));
+        out.extend(aaaa(eni).map(|ip| record(owner, ENDPOINT_TTL, RData::AAAA(ip.into()))));
     }
-    out
+    out.into_boxed_slice()
 }
 
 /// The Regional `vpce-…` name of an interface endpoint.
@@ -107,15 +111,15 @@ fn endpoint_zones(e: &Endpoint, region: &str) -> Vec<(Zone, usize, Arc<str>)> {
         };
         let recs = if custom {
             // Endpoint services: a CNAME to the endpoint's Regional name (reference §7).
-            vec![record(
+            Box::new([record(
                 &owner,
                 ENDPOINT_TTL,
                 RData::CNAME(rdata::CNAME(regional.clone())),
-            )]
+            )])
         } else {
             endpoint_addresses(e, &owner, None, bare.ends_with(".api.aws"))
         };
-        own[zi].0.owner(&owner).extend(recs);
+        own[zi].0.add(&owner, recs);
     }
     for (zone, _, _) in &mut own {
         zone.seal();

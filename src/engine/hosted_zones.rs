@@ -97,13 +97,14 @@ fn compile_zone(topo: &Topology, z: &HostedZone, soa: &Record) -> Zone {
             };
             zone.aliases.insert(key(&r.name), what);
         }
+        // The zone's own SOA and NS come below (a topology can't write them: `import` leaves Route 53's out).
+        if r.name == z.name && matches!(r.rtype, RecordType::SOA | RecordType::NS) {
+            continue;
+        }
         // An alias with no address of the asked type still makes the name exist (NODATA, not NXDOMAIN).
-        zone.owner(&r.name).extend(record_set(topo, r));
+        zone.add(&r.name, record_set(topo, r));
     }
-    // The zone's own SOA and NS (a topology can't write them: `import` leaves Route 53's out).
-    let apex = zone.owner(&z.name);
-    apex.retain(|r| !matches!(r.record_type(), RecordType::SOA | RecordType::NS));
-    apex.extend(apex_records(&z.name, soa));
+    zone.add(&z.name, apex_records(&z.name, soa));
     zone.seal();
     zone
 }

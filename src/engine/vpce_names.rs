@@ -29,7 +29,7 @@ pub(crate) struct VpceNames {
 #[derive(Debug)]
 struct Entry {
     owner: LowerName,
-    records: Vec<Record>,
+    records: Box<[Record]>,
     /// Names one label below answer too (S3 bucket names).
     wildcard: bool,
 }

@@ -16,8 +16,9 @@ pub(crate) struct Zone {
     pub(crate) label: String,
     /// Endpoint private DNS that only inbound-endpoint queries see (S3 `private_dns_only_for_inbound_resolver_endpoint`).
     pub(crate) inbound_only: bool,
-    /// Owner name -> records (already expanded: aliases resolved to addresses).
-    records: FnvMap<Key, Vec<Record>>,
+    /// Owner name -> records (already expanded: aliases resolved to addresses), each set at its exact size: a
+    /// topology holds 100,000s of one-record sets and a `Vec` grown by push keeps room for four.
+    records: FnvMap<Key, Box<[Record]>>,
     /// Names that exist only because something lives below them (empty non-terminals).
     parents: FnvSet<Key>,
     /// Owner -> the endpoint its alias records point at, for the trace.
@@ -38,9 +39,14 @@ impl Zone {
         }
     }
 
-    /// The records of `owner`, to add to.
-    pub(crate) fn owner(&mut self, owner: &Name) -> &mut Vec<Record> {
-        self.records.entry(key(owner)).or_default()
+    /// Adds `recs` to the records of `owner`.
+    pub(crate) fn add(&mut self, owner: &Name, recs: impl IntoIterator<Item = Record>) {
+        let set = self.records.entry(key(owner)).or_default();
+        let recs = recs.into_iter();
+        let mut all = std::mem::take(set).into_vec();
+        all.reserve_exact(recs.size_hint().0);
+        all.extend(recs);
+        *set = all.into_boxed_slice();
     }
 
     /// Fills `parents` once every record is in.
@@ -55,9 +61,9 @@ impl Zone {
 
     /// The records owned by `name` (wildcard-synthesized when `.1`; no records for the apex and empty
     /// non-terminals); `None`: the name does not exist. `name` is at or below the apex.
-    fn find(&self, name: &Wire) -> Option<(Option<&Vec<Record>>, bool)> {
+    fn find(&self, name: &Wire) -> Option<(Option<&[Record]>, bool)> {
         if let Some(recs) = self.records.get(name.suffix(0)) {
-            return Some((Some(recs), false));
+            return Some((Some(&**recs), false));
         }
         // Below the apex: how many labels to strip to reach it.
         let depth = name
@@ -70,7 +76,7 @@ impl Zone {
         let mut buf = [0; Name::MAX_LENGTH + 3];
         for skip in 1..=depth {
             if let Some(recs) = self.records.get(name.wildcard(skip, &mut buf)) {
-                return Some((Some(recs), true));
+                return Some((Some(&**recs), true));
             }
             let probe = name.suffix(skip);
             if skip == depth || self.records.contains_key(probe) || self.parents.contains(probe) {

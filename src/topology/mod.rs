@@ -7,6 +7,7 @@
 mod build;
 pub mod raw;
 mod source;
+mod yaml;
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};

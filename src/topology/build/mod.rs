@@ -57,22 +57,25 @@ pub(super) fn build(sources: &[(String, String)]) -> Result<Topology, Diagnostic
     let mut raws = Vec::new();
     for (name, text) in sources {
         let file = SourceFile::new(name, text);
-        let value: serde_norway::Value = match serde_norway::from_str(text) {
+        let value = match super::yaml::parse(text) {
             Ok(serde_norway::Value::Null) => serde_norway::Value::Mapping(Default::default()),
             Ok(value) => value,
             Err(err) => {
-                let (line, col) = err.location().map_or((1, 1), |l| (l.line(), l.column()));
                 diags.push(Diagnostic {
                     file: file.name.clone(),
-                    line,
-                    col,
-                    message: format!("YAML: {err}"),
+                    line: err.line,
+                    col: err.col,
+                    message: format!("YAML: {}", err.message),
                 });
                 continue;
             }
         };
-        let Some(raw_file) = file.item::<raw::File>(&value, &YamlPath::default(), &mut diags)
-        else {
+        let raw_file = SourceFile::item_moved::<raw::File>(value).or_else(|| {
+            // Something in it is wrong: read it again, to report every problem at its position.
+            let value = super::yaml::parse(text).ok()?;
+            file.item::<raw::File>(&value, &YamlPath::default(), &mut diags)
+        });
+        let Some(raw_file) = raw_file else {
             continue;
         };
         files.push(file);

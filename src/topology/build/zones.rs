@@ -48,12 +48,13 @@ impl Builder<'_> {
                     }
                 }
                 // A CNAME owns its name alone (RFC 1034 §3.6.2).
+                let others: HashSet<&Name> = records
+                    .iter()
+                    .filter(|r| r.rtype != RecordType::CNAME)
+                    .map(|r| &r.name)
+                    .collect();
                 for (j, rec) in records.iter().enumerate() {
-                    if rec.rtype == RecordType::CNAME
-                        && records
-                            .iter()
-                            .any(|other| other.name == rec.name && other.rtype != RecordType::CNAME)
-                    {
+                    if rec.rtype == RecordType::CNAME && others.contains(&rec.name) {
                         ctx.err(o.file, &path.key("records").index(j), format!("{} has a CNAME and other records; a CNAME must be the only record at its name", rec.name));
                     }
                 }
@@ -229,7 +230,8 @@ fn record_values(
         );
         return None;
     }
-    let mut rdatas = Vec::new();
+    // Sized exactly: most records have one value, and a `Vec` grown by push keeps room for four.
+    let mut rdatas = Vec::with_capacity(texts.len());
     for (k, text) in texts.iter().enumerate() {
         let vp = if r.values.is_empty() {
             rp.key("value")
