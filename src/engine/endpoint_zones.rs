@@ -14,7 +14,7 @@ use super::authority::{
 use super::zone::Zone;
 use super::{DecidedBy, ENDPOINT_TTL, Trace, name, record};
 use crate::catalog;
-use crate::topology::{Endpoint, EndpointKind, Eni};
+use crate::topology::{Endpoint, EndpointKind};
 
 #[derive(Debug)]
 pub(crate) struct EndpointZones {
@@ -34,19 +34,16 @@ pub(crate) fn endpoint_addresses(
     dualstack_name: bool,
 ) -> Box<[Record]> {
     let (want_a, want_aaaa) = e.dns_record_ip_type.answers(dualstack_name);
-    let enis = || e.enis.iter().filter(|eni| az.is_none_or(|az| eni.az == az));
-    let a = |eni: &Eni| eni.ip.filter(|_| want_a);
-    let aaaa = |eni: &Eni| eni.ipv6.filter(|_| want_aaaa);
-    // Sized exactly: 10,000s of these sets live as long as the topology.
-    let mut out = Vec::with_capacity(
-        enis()
-            .map(|eni| usize::from(a(eni).is_some()) + usize::from(aaaa(eni).is_some()))
-            .sum(),
-    );
-    for eni in enis() {
-        out.extend(a(eni).map(|ip| record(owner, ENDPOINT_TTL, RData::A(ip.into()))));
-        out.extend(aaaa(eni).map(|ip| record(owner, ENDPOINT_TTL, RData::AAAA(ip.into()))));
+    let mut out = Vec::new();
+    for eni in e.enis.iter().filter(|eni| az.is_none_or(|az| eni.az == az)) {
+        if want_a && let Some(ip) = eni.ip {
+            out.push(record(owner, ENDPOINT_TTL, RData::A(ip.into())));
+        }
+        if want_aaaa && let Some(ip) = eni.ipv6 {
+            out.push(record(owner, ENDPOINT_TTL, RData::AAAA(ip.into())));
+        }
     }
+    // Boxed at its exact size: 10,000s of these sets live as long as the topology.
     out.into_boxed_slice()
 }
 

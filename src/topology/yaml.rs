@@ -26,15 +26,16 @@ pub(crate) struct YamlError {
     pub(crate) message: String,
 }
 
-/// An open sequence or mapping (a mapping holds its key until the value arrives), with its anchor id.
+/// An open sequence or mapping; a mapping holds its key (and the key's position) until the value arrives.
 enum Open {
-    Seq(Vec<Value>, usize),
-    Map(Mapping, Option<(Value, (usize, usize))>, usize),
+    Seq(Vec<Value>),
+    Map(Mapping, Option<(Value, (usize, usize))>),
 }
 
-/// An open collection and the nodes inside it so far.
+/// An open collection, its anchor id, and the nodes inside it so far.
 struct Frame {
     open: Open,
+    anchor: usize,
     nodes: usize,
 }
 
@@ -72,29 +73,34 @@ pub(crate) fn parse(text: &str) -> Result<Value, YamlError> {
                 1,
             ),
             Event::SequenceStart(anchor, tag) => {
-                open(&mut stack, Open::Seq(Vec::new(), anchor), tag.as_deref()).map_err(fail)?;
+                open(&mut stack, Open::Seq(Vec::new()), anchor, tag.as_deref()).map_err(fail)?;
                 continue;
             }
             Event::MappingStart(anchor, tag) => {
                 open(
                     &mut stack,
-                    Open::Map(Mapping::new(), None, anchor),
+                    Open::Map(Mapping::new(), None),
+                    anchor,
                     tag.as_deref(),
                 )
                 .map_err(fail)?;
                 continue;
             }
-            Event::SequenceEnd | Event::MappingEnd => match stack.pop() {
-                Some(Frame {
-                    open: Open::Seq(items, anchor),
+            Event::SequenceEnd | Event::MappingEnd => {
+                let Some(Frame {
+                    open,
+                    anchor,
                     nodes,
-                }) => (Value::Sequence(items), anchor, nodes + 1),
-                Some(Frame {
-                    open: Open::Map(map, _, anchor),
-                    nodes,
-                }) => (Value::Mapping(map), anchor, nodes + 1),
-                None => continue,
-            },
+                }) = stack.pop()
+                else {
+                    continue;
+                };
+                let value = match open {
+                    Open::Seq(items) => Value::Sequence(items),
+                    Open::Map(map, _) => Value::Mapping(map),
+                };
+                (value, anchor, nodes + 1)
+            }
             Event::Alias(id) => {
                 let Some((value, size)) = anchors.get(&id) else {
                     return Err(fail(
@@ -114,14 +120,14 @@ pub(crate) fn parse(text: &str) -> Result<Value, YamlError> {
         if anchor != 0 {
             anchors.insert(anchor, (node.clone(), size));
         }
-        let Some(Frame { open, nodes }) = stack.last_mut() else {
+        let Some(Frame { open, nodes, .. }) = stack.last_mut() else {
             root = Some(node);
             continue;
         };
         *nodes += size;
         match open {
-            Open::Seq(items, _) => items.push(node),
-            Open::Map(map, key, _) => match key.take() {
+            Open::Seq(items) => items.push(node),
+            Open::Map(map, key) => match key.take() {
                 None => *key = Some((node, at)),
                 Some((k, (line, col))) if map.contains_key(&k) => {
                     return Err(YamlError {
@@ -143,12 +149,23 @@ pub(crate) fn parse(text: &str) -> Result<Value, YamlError> {
 }
 
 /// Opens a collection, unless it is tagged or nested too deep.
-fn open(stack: &mut Vec<Frame>, open: Open, tag: Option<&Tag>) -> Result<(), String> {
-    no_tag(tag)?;
+fn open(
+    stack: &mut Vec<Frame>,
+    open: Open,
+    anchor: usize,
+    tag: Option<&Tag>,
+) -> Result<(), String> {
+    if let Some(tag) = tag {
+        return Err(tag_unused(tag));
+    }
     if stack.len() >= MAX_DEPTH {
         return Err(format!("nested more than {MAX_DEPTH} levels deep"));
     }
-    stack.push(Frame { open, nodes: 0 });
+    stack.push(Frame {
+        open,
+        anchor,
+        nodes: 0,
+    });
     Ok(())
 }
 
@@ -163,14 +180,11 @@ fn show(key: &Value) -> String {
     }
 }
 
-fn no_tag(tag: Option<&Tag>) -> Result<(), String> {
-    match tag {
-        None => Ok(()),
-        Some(tag) => Err(format!(
-            "YAML tags are not used in a topology: remove `{}{}`",
-            tag.handle, tag.suffix
-        )),
-    }
+fn tag_unused(tag: &Tag) -> String {
+    format!(
+        "YAML tags are not used in a topology: remove `{}{}`",
+        tag.handle, tag.suffix
+    )
 }
 
 /// A scalar's value: quoted and block scalars are strings; plain ones resolve by the core schema; the core tags
@@ -194,7 +208,7 @@ fn scalar(text: Cow<'_, str>, style: ScalarStyle, tag: Option<&Tag>) -> Result<V
             "a float",
             float(&text).map(|f| Value::Number(Number::from(f))),
         ),
-        _ => no_tag(Some(tag)).map(|()| Value::Null),
+        _ => Err(tag_unused(tag)),
     }
 }
 
@@ -210,12 +224,12 @@ fn plain(text: &str) -> Option<Value> {
     if !text.starts_with(|c: char| c.is_ascii_digit() || matches!(c, '+' | '-' | '.')) {
         return None;
     }
-    integer(text).map(Value::Number).or_else(|| {
-        (!leading_zero(text))
-            .then(|| float(text))
-            .flatten()
-            .map(|f| Value::Number(Number::from(f)))
-    })
+    if leading_zero(text) {
+        return None;
+    }
+    integer(text)
+        .map(Value::Number)
+        .or_else(|| float(text).map(|f| Value::Number(Number::from(f))))
 }
 
 fn is_null(text: &str) -> bool {
