@@ -204,11 +204,11 @@ impl Snapshot {
     }
 }
 
-/// What [`Responder::answer`] did with a packet.
+/// What [`Responder::answer`] did with a packet (with [`Responder::answer_in`], the reply borrows its buffers).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Answered {
+pub enum Answered<R = Vec<u8>> {
     /// The reply the server would send.
-    Reply(Vec<u8>),
+    Reply(R),
     /// The server would send nothing.
     Drop,
     /// The question needs an upstream (not contacted here).
@@ -236,24 +236,43 @@ impl Responder {
         local: Option<IpAddr>,
         protocol: Protocol,
     ) -> Answered {
-        let mut out = Vec::new();
-        let mut scratch = handler::Scratch::default();
-        match handler::handle(
-            &self.snap,
-            handler::Request {
-                packet,
-                src,
-                local,
-                protocol,
-            },
-            &mut scratch,
-            &mut out,
-        ) {
-            handler::Handled::Reply => Answered::Reply(out),
+        let mut buffers = Buffers::default();
+        match self.answer_in(&mut buffers, packet, src, local, protocol) {
+            Answered::Reply(_) => Answered::Reply(buffers.out),
+            Answered::Drop => Answered::Drop,
+            Answered::Forward => Answered::Forward,
+        }
+    }
+
+    /// [`Responder::answer`] with buffers kept from one request to the next, as each server socket keeps its own:
+    /// what a request costs once the buffers have grown (examples/request_path.rs counts instructions with it).
+    pub fn answer_in<'b>(
+        &self,
+        buffers: &'b mut Buffers,
+        packet: &[u8],
+        src: SocketAddr,
+        local: Option<IpAddr>,
+        protocol: Protocol,
+    ) -> Answered<&'b [u8]> {
+        let request = handler::Request {
+            packet,
+            src,
+            local,
+            protocol,
+        };
+        match handler::handle(&self.snap, request, &mut buffers.scratch, &mut buffers.out) {
+            handler::Handled::Reply => Answered::Reply(&buffers.out),
             handler::Handled::Drop => Answered::Drop,
             handler::Handled::Forward(_) => Answered::Forward,
         }
     }
+}
+
+/// The reply buffer and scratch space of [`Responder::answer_in`].
+#[derive(Default)]
+pub struct Buffers {
+    scratch: handler::Scratch,
+    out: Vec<u8>,
 }
 
 /// The nameservers of /etc/resolv.conf, without this server itself (a loop).
