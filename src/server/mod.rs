@@ -760,6 +760,7 @@ fn bind_tcp(addr: SocketAddr) -> Result<TcpListener, ServeError> {
 async fn udp_loop(sock: Arc<udp::Socket>, shared: Arc<Shared>) {
     let mut shutdown = shared.shutdown.subscribe();
     let mut batch = udp::Batch::default();
+    let mut outbox = udp::Outbox::default();
     let mut out = Vec::with_capacity(1232);
     let mut scratch = handler::Scratch::with_forwarder(shared.forwarder.clone());
     loop {
@@ -775,20 +776,26 @@ async fn udp_loop(sock: Arc<udp::Socket>, shared: Arc<Shared>) {
         let snap = shared.snapshot.load_full();
         for dgram in batch.datagrams(sock.bound()) {
             out.clear();
-            udp_one(&sock, &shared, &snap, &dgram, &mut scratch, &mut out).await;
+            if udp_one(&sock, &shared, &snap, &dgram, &mut scratch, &mut out)
+                && outbox.push(&out, dgram.src, dgram.local)
+            {
+                sock.flush(&mut outbox).await;
+            }
         }
+        sock.flush(&mut outbox).await;
     }
 }
 
-/// One datagram through the handler; the reply leaves from the address the query arrived on.
-async fn udp_one(
+/// One datagram through the handler; `true` when `out` holds a reply to send from the address the query arrived
+/// on. Forwarded queries go on in their own task, which sends their reply itself.
+fn udp_one(
     sock: &Arc<udp::Socket>,
     shared: &Arc<Shared>,
     snap: &Arc<Snapshot>,
     dgram: &udp::Datagram<'_>,
     scratch: &mut handler::Scratch,
     out: &mut Vec<u8>,
-) {
+) -> bool {
     let (src, local, packet) = (dgram.src, dgram.local, dgram.payload);
     let req = handler::Request {
         packet,
@@ -806,20 +813,17 @@ async fn udp_one(
             rrl::Verdict::Slip => {
                 snap.metrics.rate_limited(true);
                 out.clear();
-                if handler::truncated(packet, out) {
-                    sock.send(out, src, local).await;
-                }
-                return;
+                return handler::truncated(packet, out);
             }
             rrl::Verdict::Drop => {
                 snap.metrics.rate_limited(false);
-                return;
+                return false;
             }
         }
     }
     match handled {
-        handler::Handled::Reply => sock.send(out, src, local).await,
-        handler::Handled::Drop => {}
+        handler::Handled::Reply => true,
+        handler::Handled::Drop => false,
         handler::Handled::Forward(job) => match Pending::take(shared) {
             Ok(pending) => {
                 let sock = sock.clone();
@@ -831,12 +835,11 @@ async fn udp_one(
                         sock.send(&out, src, local).await;
                     }
                 });
+                false
             }
             Err(pending) => {
                 handler::busy(snap, job, pending, out);
-                if !out.is_empty() {
-                    sock.send(out, src, local).await;
-                }
+                !out.is_empty()
             }
         },
     }
