@@ -563,7 +563,17 @@ pub fn encode_reply(query: &Query<'_>, reply: &Reply<'_>, limit: usize, out: &mu
         counts[2] += 1;
     }
 
-    let header = &mut out[..HEADER_LEN];
+    let flags = (authoritative, truncated, rcode);
+    write_header(&mut out[..HEADER_LEN], query, flags, counts);
+}
+
+/// The reply header: id, opcode, RD and CD from the query; QR and RA set; AA, TC and rcode as given.
+fn write_header(
+    header: &mut [u8],
+    query: &Query<'_>,
+    (authoritative, truncated, rcode): (bool, bool, ResponseCode),
+    counts: [u16; 3],
+) {
     header[0..2].copy_from_slice(&query.id.to_be_bytes());
     header[2] = 0x80
         | (query.opcode & 0x0F) << 3
@@ -575,6 +585,152 @@ pub fn encode_reply(query: &Query<'_>, reply: &Reply<'_>, limit: usize, out: &mu
     header[6..8].copy_from_slice(&counts[0].to_be_bytes());
     header[8..10].copy_from_slice(&counts[1].to_be_bytes());
     header[10..12].copy_from_slice(&counts[2].to_be_bytes());
+}
+
+/// One SOA record encoded once, for the negative answers that carry it: an NXDOMAIN or NODATA for a name under the
+/// SOA's owner is the question, a pointer to the owner's suffix of it, and these bytes. Negative answers are most of
+/// what no table can prepare (any name under a zone), and the SOA's three names were most of their encoding.
+#[derive(Debug, Clone)]
+pub struct NegativeSoa {
+    /// The record this encodes (its owner is not part of the bytes).
+    record: Record,
+    /// Type, class, TTL, RDLENGTH and RDATA, the two names in it uncompressed (no offsets to patch per reply).
+    fixed: Box<[u8]>,
+}
+
+impl NegativeSoa {
+    /// `None` when `soa` is not an SOA record or its names cannot be encoded.
+    pub fn new(soa: &Record) -> Option<Self> {
+        let RData::SOA(data) = &soa.data else {
+            return None;
+        };
+        let mut out = Vec::new();
+        out.extend_from_slice(&u16::from(RecordType::SOA).to_be_bytes());
+        out.extend_from_slice(&u16::from(soa.dns_class).to_be_bytes());
+        out.extend_from_slice(&soa.ttl.to_be_bytes());
+        out.extend_from_slice(&[0, 0]);
+        write_name(&mut out, &data.mname, None).ok()?;
+        write_name(&mut out, &data.rname, None).ok()?;
+        out.extend_from_slice(&data.serial.to_be_bytes());
+        for n in [data.refresh, data.retry, data.expire] {
+            out.extend_from_slice(&n.to_be_bytes());
+        }
+        out.extend_from_slice(&data.minimum.to_be_bytes());
+        let rdlength = u16::try_from(out.len() - 10).ok()?;
+        out[8..10].copy_from_slice(&rdlength.to_be_bytes());
+        Some(Self {
+            record: soa.clone(),
+            fixed: out.into(),
+        })
+    }
+
+    /// Writes the reply for `query` into `out` when `reply` is a negative answer with exactly this SOA's data in its
+    /// authority section, owned by the question name or one of its parents, and it fits `limit`. `false` otherwise
+    /// (`out` unspecified): [`encode_reply`] answers. The bytes are those [`encode_reply`] writes, but for the
+    /// SOA's own names, which are not compressed.
+    pub fn encode(
+        &self,
+        query: &Query<'_>,
+        reply: &Reply<'_>,
+        limit: usize,
+        out: &mut Vec<u8>,
+    ) -> bool {
+        let [soa] = reply.authority else {
+            return false;
+        };
+        if !reply.answers.is_empty()
+            || !reply.additional.is_empty()
+            || reply.ede.is_some()
+            || reply.rcode.high() != 0
+            || soa.ttl != self.record.ttl
+            || soa.dns_class != self.record.dns_class
+            || !same_soa(&soa.data, &self.record.data)
+        {
+            return false;
+        }
+        let Some(owner_at) = suffix_offset(query.question, &soa.name) else {
+            return false;
+        };
+        let opt_len = if query.edns.is_some() {
+            OPT_FIXED_LEN
+        } else {
+            0
+        };
+        if HEADER_LEN + query.question.len() + 2 + self.fixed.len() + opt_len > limit {
+            return false;
+        }
+        out.clear();
+        out.extend_from_slice(&[0; HEADER_LEN]);
+        out.extend_from_slice(query.question);
+        out.extend_from_slice(&(0xC000 | (HEADER_LEN + owner_at) as u16).to_be_bytes());
+        out.extend_from_slice(&self.fixed);
+        let mut counts = [0, 1, 0];
+        if let Some(edns) = query.edns {
+            write_opt(out, reply.rcode, edns.dnssec_ok, None);
+            counts[2] = 1;
+        }
+        let flags = (reply.authoritative, false, reply.rcode);
+        write_header(&mut out[..HEADER_LEN], query, flags, counts);
+        true
+    }
+}
+
+/// Encodes a reply the server decided itself: from `negative` when it applies, else with [`encode_reply`]. Every
+/// local reply goes through here, so a replayed answer has the bytes the full path sends.
+pub fn encode_local(
+    negative: Option<&NegativeSoa>,
+    query: &Query<'_>,
+    reply: &Reply<'_>,
+    limit: usize,
+    out: &mut Vec<u8>,
+) {
+    if !negative.is_some_and(|soa| soa.encode(query, reply, limit, out)) {
+        encode_reply(query, reply, limit, out);
+    }
+}
+
+/// Where in `question` (plain labels, then type and class) the suffix equal to `name` (ASCII case-insensitively)
+/// starts, if `name` is the question name or one of its parents.
+fn suffix_offset(question: &[u8], name: &Name) -> Option<usize> {
+    let mut wire = [0u8; MAX_NAME_LEN + 1];
+    let mut len = 0;
+    for label in name.iter() {
+        *wire.get_mut(len)? = u8::try_from(label.len()).ok()?;
+        wire.get_mut(len + 1..len + 1 + label.len())?
+            .copy_from_slice(label);
+        len += 1 + label.len();
+    }
+    let wire = wire.get(..=len)?;
+    let qname_len = question.len().checked_sub(4)?;
+    let mut at = 0;
+    while qname_len.saturating_sub(at) > wire.len() {
+        match usize::from(*question.get(at)?) {
+            0 => return None,
+            label => at += 1 + label,
+        }
+    }
+    // Length octets are below 64, so a case-insensitive comparison compares them exactly.
+    question
+        .get(at..qname_len)?
+        .eq_ignore_ascii_case(wire)
+        .then_some(at)
+}
+
+/// Whether `a` has `b`'s numbers and names of `b`'s shape (label count and length). Comparing hickory names label
+/// by label cost more than encoding them, and the one SOA the engine gives every negative answer
+/// (`engine::negative_soa`) is what this is built from; the property test compares served authority sections with
+/// the engine's.
+fn same_soa(a: &RData, b: &RData) -> bool {
+    let shape = |n: &Name| (n.len(), n.num_labels(), n.is_fqdn());
+    match (a, b) {
+        (RData::SOA(a), RData::SOA(b)) => {
+            (a.serial, a.refresh, a.retry, a.expire, a.minimum)
+                == (b.serial, b.refresh, b.retry, b.expire, b.minimum)
+                && shape(&a.mname) == shape(&b.mname)
+                && shape(&a.rname) == shape(&b.rname)
+        }
+        _ => false,
+    }
 }
 
 /// Writes our OPT record: payload 1232, version 0, the upper rcode bits, DO as asked, EDE if any.
@@ -609,8 +765,13 @@ pub struct Prepared {
 }
 
 impl Prepared {
-    /// Encodes `reply` for `query` once. `None` for what can't be replayed: extended rcodes, additional records, EDE.
-    pub fn new(query: &Query<'_>, reply: &Reply<'_>) -> Option<Self> {
+    /// Encodes `reply` for `query` once, as [`encode_local`] with `negative` would. `None` for what can't be
+    /// replayed: extended rcodes, additional records, EDE.
+    pub fn new(
+        query: &Query<'_>,
+        reply: &Reply<'_>,
+        negative: Option<&NegativeSoa>,
+    ) -> Option<Self> {
         if reply.rcode.high() != 0
             || !reply.additional.is_empty()
             || reply.ede.is_some()
@@ -619,7 +780,7 @@ impl Prepared {
             return None;
         }
         let mut out = Vec::new();
-        encode_reply(query, reply, usize::from(u16::MAX), &mut out);
+        encode_local(negative, query, reply, usize::from(u16::MAX), &mut out);
         let header = out.get(..HEADER_LEN)?;
         if header[2] & 0x02 != 0 || header[3] & 0x0F != reply.rcode.low() {
             return None;
@@ -999,6 +1160,156 @@ mod tests {
         assert!(m.metadata.authoritative);
         assert!(m.metadata.checking_disabled);
         assert!(!m.metadata.authentic_data);
+    }
+
+    fn route53_soa(owner: &str) -> Record {
+        let soa = SOA::new(
+            name("ns-1536.awsdns-00.co.uk."),
+            name("awsdns-hostmaster.amazon.com."),
+            1,
+            7200,
+            900,
+            1_209_600,
+            86400,
+        );
+        Record::from_rdata(name(owner), 900, RData::SOA(soa))
+    }
+
+    #[test]
+    fn negative_soa_reply_decodes_as_the_general_encoder_s() {
+        let template = NegativeSoa::new(&route53_soa(".")).unwrap();
+        let cases = [
+            (
+                "nx1.ec2.us-east-1.amazonaws.com",
+                "ec2.us-east-1.amazonaws.com.",
+                false,
+            ),
+            (
+                "Nx1.EC2.us-EAST-1.amazonaws.COM",
+                "ec2.us-east-1.amazonaws.com.",
+                true,
+            ),
+            (
+                "ec2.us-east-1.amazonaws.com",
+                "ec2.us-east-1.amazonaws.com.",
+                true,
+            ),
+            ("a.b.c.corp.internal", "corp.internal.", false),
+            ("a.b.c.corp.internal", ".", true),
+        ];
+        for (qname, owner, edns) in cases {
+            for (rcode, dnssec_ok) in [
+                (ResponseCode::NXDomain, false),
+                (ResponseCode::NoError, true),
+            ] {
+                let mut p = raw_query(qname, 28);
+                p[3] = 0x10; // CD
+                if edns {
+                    add_opt(&mut p, 4096, 0, dnssec_ok);
+                }
+                let q = parse_query(&p).unwrap();
+                let authority = [route53_soa(owner)];
+                let r = Reply {
+                    authoritative: true,
+                    authority: &authority,
+                    ..Reply::empty(rcode)
+                };
+                let (mut general, mut fast) = (Vec::new(), Vec::new());
+                encode_reply(&q, &r, 1232, &mut general);
+                assert!(template.encode(&q, &r, 1232, &mut fast), "{qname} {owner}");
+                assert_eq!(fast[..12], general[..12], "{qname}: header");
+                assert_eq!(&fast[12..12 + q.question.len()], q.question);
+                let (g, f) = (
+                    Message::from_vec(&general).unwrap(),
+                    Message::from_vec(&fast).unwrap(),
+                );
+                assert_eq!(f.authorities, authority, "{qname} {owner}");
+                assert_eq!(
+                    f.authorities[0].name.to_ascii(),
+                    g.authorities[0].name.to_ascii(),
+                    "owner in the question's case"
+                );
+                assert_eq!(f.edns, g.edns);
+                assert_eq!(f.queries, g.queries);
+            }
+        }
+    }
+
+    #[test]
+    fn negative_soa_declines_what_it_does_not_encode() {
+        let template = NegativeSoa::new(&route53_soa(".")).unwrap();
+        assert!(NegativeSoa::new(&a("x.", [192, 0, 2, 1])).is_none());
+        let p = raw_query("nx.corp.internal", 1);
+        let q = parse_query(&p).unwrap();
+        let mut out = Vec::new();
+        let mut other_ttl = route53_soa("corp.internal.");
+        other_ttl.ttl = 60;
+        let mut other_data = route53_soa("corp.internal.");
+        if let RData::SOA(soa) = &mut other_data.data {
+            soa.serial = 2;
+        }
+        let chain = [Record::from_rdata(
+            name("nx.corp.internal."),
+            60,
+            RData::CNAME(CNAME(name("y.other.internal."))),
+        )];
+        let declined =
+            |why: &str, answers: &[Record], authority: &[Record], ede: Option<(u16, &str)>| {
+                let r = Reply {
+                    answers,
+                    authority,
+                    ede,
+                    ..Reply::empty(ResponseCode::NXDomain)
+                };
+                assert!(!template.encode(&q, &r, 512, &mut Vec::new()), "{why}");
+            };
+        let owner = route53_soa("corp.internal.");
+        declined(
+            "owner not a parent",
+            &[],
+            &[route53_soa("other.internal.")],
+            None,
+        );
+        declined(
+            "owner longer than the name",
+            &[],
+            &[route53_soa("a.nx.corp.internal.")],
+            None,
+        );
+        declined(
+            "a CNAME in front",
+            &chain,
+            &[route53_soa("other.internal.")],
+            None,
+        );
+        declined("another TTL", &[], &[other_ttl], None);
+        declined("another SOA", &[], &[other_data], None);
+        declined(
+            "two records",
+            &[],
+            &[owner.clone(), route53_soa("internal.")],
+            None,
+        );
+        declined("an EDE", &[], &[owner], Some((0, "x")));
+        let authority = [route53_soa("corp.internal.")];
+        let r = Reply {
+            authority: &authority,
+            ..Reply::empty(ResponseCode::NXDomain)
+        };
+        assert!(template.encode(&q, &r, 512, &mut out));
+        let fits = out.len();
+        assert!(
+            !template.encode(&q, &r, fits - 1, &mut out),
+            "too long for the limit"
+        );
+        // Nothing in this question shares a suffix with the SOA's names: both encoders need the same room.
+        let mut general = Vec::new();
+        encode_reply(&q, &r, fits - 1, &mut general);
+        assert_eq!(
+            general[2] & 0x02,
+            0x02,
+            "the general encoder truncates instead"
+        );
     }
 
     #[test]
@@ -1496,6 +1807,19 @@ mod tests {
                 );
                 assert!(out.len() <= udp_limit(&q));
                 assert!(Message::from_vec(out).is_ok());
+                // A negative answer owned by the question's last label, whatever the mutated question holds.
+                let mut soa = route53_soa(".");
+                soa.name = q.name.trim_to(1);
+                let authority = [soa];
+                let negative = Reply {
+                    authority: &authority,
+                    ..Reply::empty(ResponseCode::NXDomain)
+                };
+                let template = NegativeSoa::new(&route53_soa(".")).unwrap();
+                if template.encode(&q, &negative, udp_limit(&q), out) {
+                    assert!(out.len() <= udp_limit(&q));
+                    assert_eq!(Message::from_vec(out).unwrap().authorities, authority);
+                }
             }
             Err(ParseError::Reply {
                 id,

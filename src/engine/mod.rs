@@ -144,6 +144,11 @@ pub(crate) fn record(owner: &Name, ttl: u32, data: RData) -> Record {
     Record::from_rdata(owner.clone(), ttl, data)
 }
 
+/// The SOA of every negative answer the engine gives, owned by the root (each answer renames it to its zone).
+pub fn negative_soa() -> Record {
+    r53_soa(&Name::root())
+}
+
 /// The SOA Route 53 puts in every private hosted zone.
 fn r53_soa(zone: &Name) -> Record {
     let soa = SOA::new(
@@ -216,7 +221,7 @@ impl Engine {
         }
         let compile = Compile {
             topo: &topo,
-            soa: r53_soa(&Name::root()),
+            soa: negative_soa(),
             ec2_domain: name(&catalog::ec2_internal_domain(&topo.region)),
         };
         let auths = registry(&compile);

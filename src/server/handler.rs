@@ -411,7 +411,7 @@ fn remember(
         additional: &[],
         ede: None,
     };
-    if let Some(prepared) = wire::Prepared::new(&plain, &reply) {
+    if let Some(prepared) = wire::Prepared::new(&plain, &reply, snap.negative.as_ref()) {
         let entry = Entry {
             reply: prepared,
             kind: decision.decided_by.kind(),
@@ -540,7 +540,8 @@ fn send(
     started: Instant,
     out: &mut Vec<u8>,
 ) -> Handled {
-    wire::encode_reply(query, reply, limit(query, req.protocol), out);
+    let limit = limit(query, req.protocol);
+    wire::encode_local(snap.negative.as_ref(), query, reply, limit, out);
     count(snap, said.view, decided_by, reply.rcode, req, started);
     log_query(snap, query, req, said, reply.rcode, started, out);
     Handled::Reply

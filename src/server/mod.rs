@@ -151,6 +151,8 @@ pub enum ServeError {
 pub(crate) struct Snapshot {
     pub(crate) engine: Engine,
     pub(crate) answers: answers::Answers,
+    /// The engine's negative-answer SOA, encoded once (NXDOMAIN and NODATA for names no table prepares).
+    pub(crate) negative: Option<crate::wire::NegativeSoa>,
     /// Routes of forwarded questions with a fixed decision (the forwarder's cache answers them).
     pub(crate) forwards: answers::Answers<answers::Forwarded>,
     rate_limit: Option<RateLimit>,
@@ -182,6 +184,7 @@ impl Snapshot {
         Ok(Self {
             engine,
             answers: answers::Answers::new(),
+            negative: crate::wire::NegativeSoa::new(&crate::engine::negative_soa()),
             forwards: answers::Answers::new(),
             rate_limit,
             query_log: cfg.query_log,

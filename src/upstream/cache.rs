@@ -71,7 +71,7 @@ impl Encoded {
             additional: &[],
             ede: None,
         };
-        let prepared = Prepared::new(&query, &reply)?;
+        let prepared = Prepared::new(&query, &reply, None)?;
         let ttl_at = ttl_offsets(prepared.body(), answers.len() + authority.len())?;
         Some(Self {
             reply: prepared,

@@ -29,15 +29,14 @@ def ask(tuples_path, results_path):
         try:
             wire, _ = s.recvfrom(65535)
             r = dns.message.from_wire(wire)
-            answers = []
-            for rrset in r.answer:
-                for rd in rrset:
-                    answers.append([str(rrset.name).lower(), rrset.ttl, dns.rdatatype.to_text(rrset.rdtype), rd.to_text().lower()])
+            def rows(section):
+                return [[str(rrset.name).lower(), rrset.ttl, dns.rdatatype.to_text(rrset.rdtype), rd.to_text().lower()]
+                        for rrset in section for rd in rrset]
             ede = [o.code for o in r.options if isinstance(o, dns.edns.EDEOption)]
-            out.append({"rcode": dns.rcode.to_text(r.rcode()), "answers": answers, "ede": ede,
-                        "aa": bool(r.flags & dns.flags.AA)})
+            out.append({"rcode": dns.rcode.to_text(r.rcode()), "answers": rows(r.answer),
+                        "authority": rows(r.authority), "ede": ede, "aa": bool(r.flags & dns.flags.AA)})
         except socket.timeout:
-            out.append({"rcode": "TIMEOUT", "answers": [], "ede": [], "aa": False})
+            out.append({"rcode": "TIMEOUT", "answers": [], "authority": [], "ede": [], "aa": False})
         finally:
             s.close()
     json.dump(out, open(results_path, "w"))

@@ -272,6 +272,7 @@ enum Expect {
     Reply {
         rcode: String,
         answers: Vec<Value>,
+        authority: Vec<Value>,
     },
     Refused {
         ede: u16,
@@ -290,9 +291,11 @@ fn answer_rows(records: &[hickory_proto::rr::Record]) -> Vec<Value> {
         .iter()
         .map(|r| {
             let data = match r.record_type() {
-                RecordType::A | RecordType::AAAA | RecordType::CNAME | RecordType::PTR => {
-                    r.data.to_string().to_lowercase()
-                }
+                RecordType::A
+                | RecordType::AAAA
+                | RecordType::CNAME
+                | RecordType::PTR
+                | RecordType::SOA => r.data.to_string().to_lowercase(),
                 // Other presentation formats differ between libraries: the type and owner are compared.
                 _ => String::new(),
             };
@@ -324,14 +327,21 @@ fn rcode_text(rcode: ResponseCode) -> String {
 fn expect(engine: &Engine, client: Client, name: &Name, qtype: RecordType) -> Expect {
     let d = engine.resolve(client, name, qtype);
     match d.outcome {
-        Outcome::Answer { rcode, answers, .. } => Expect::Reply {
+        Outcome::Answer {
+            rcode,
+            answers,
+            authority,
+            ..
+        } => Expect::Reply {
             rcode: rcode_text(rcode),
             answers: answer_rows(&answers),
+            authority: answer_rows(&authority),
         },
         Outcome::Refused { reason } => Expect::Refused { ede: reason.ede() },
         Outcome::ServFail { .. } => Expect::Reply {
             rcode: "SERVFAIL".into(),
             answers: Vec::new(),
+            authority: Vec::new(),
         },
         Outcome::Forward {
             route,
@@ -348,15 +358,15 @@ fn expect(engine: &Engine, client: Client, name: &Name, qtype: RecordType) -> Ex
     }
 }
 
-/// Rows of the reply the probe saw, normalized like `answer_rows`.
-fn got_rows(reply: &Value) -> Vec<Value> {
-    let mut rows: Vec<Value> = reply["answers"]
+/// Rows of one section (`answers`, `authority`) of the reply the probe saw, normalized like `answer_rows`.
+fn got_rows(reply: &Value, section: &str) -> Vec<Value> {
+    let mut rows: Vec<Value> = reply[section]
         .as_array()
         .into_iter()
         .flatten()
         .map(|r| {
             let t = r[2].as_str().unwrap_or("");
-            let data = if matches!(t, "A" | "AAAA" | "CNAME" | "PTR") {
+            let data = if matches!(t, "A" | "AAAA" | "CNAME" | "PTR" | "SOA") {
                 r[3].clone()
             } else {
                 json!("")
@@ -372,9 +382,18 @@ fn got_rows(reply: &Value) -> Vec<Value> {
 fn check(want: &Expect, got: &Value, caught: &[Value]) -> Result<(), String> {
     let rcode = got["rcode"].as_str().unwrap_or("");
     match want {
-        Expect::Reply { rcode: r, answers } => {
-            if rcode != r || got_rows(got) != *answers {
-                return Err(format!("engine says {r} {answers:?}"));
+        Expect::Reply {
+            rcode: r,
+            answers,
+            authority,
+        } => {
+            if rcode != r
+                || got_rows(got, "answers") != *answers
+                || got_rows(got, "authority") != *authority
+            {
+                return Err(format!(
+                    "engine says {r} {answers:?} authority {authority:?}"
+                ));
             }
         }
         Expect::Refused { ede } => {
@@ -397,7 +416,7 @@ fn check(want: &Expect, got: &Value, caught: &[Value]) -> Result<(), String> {
                     && c["type"] == json!(qtype)
                     && source.is_none_or(|s| c["src"] == json!(s.to_string()))
             });
-            if rcode != "NXDOMAIN" || got_rows(got) != *answers || !reached {
+            if rcode != "NXDOMAIN" || got_rows(got, "answers") != *answers || !reached {
                 return Err(format!(
                     "engine says forwarded: {name} {qtype} to {targets:?} from {source:?} (reached: {reached})"
                 ));
