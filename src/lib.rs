@@ -54,7 +54,7 @@
 pub mod catalog;
 pub mod engine;
 pub mod explain;
-mod fnv;
+mod hash;
 pub mod import;
 /// The engine's former name, kept for library users.
 pub use engine as resolve;

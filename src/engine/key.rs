@@ -1,4 +1,4 @@
-//! Domain names as table keys: the lowercase wire form (RFC 1035 §3.1), hashed with FNV-1a. A lookup hashes the
+//! Domain names as table keys: the lowercase wire form (RFC 1035 §3.1), hashed with `crate::hash`. A lookup hashes the
 //! bytes once and a walk over a name's parents slices one buffer, where `LowerName` keys cost a new name and a
 //! SipHash of it for every label (the NXDOMAIN path walked them all).
 

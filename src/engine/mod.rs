@@ -63,7 +63,7 @@ use key::{Key, Wire};
 use views::{Views, Why};
 
 use crate::catalog;
-use crate::fnv::FnvMap;
+use crate::hash::FastMap;
 use crate::topology::{BlockResponse, Topology, Upstream, ViewRef};
 
 /// TTL of endpoint answers: [OBS] for vpce names, [INF] for private DNS names (reference §1.3).
@@ -91,7 +91,7 @@ struct Slot {
 }
 
 /// Domain (lowercase wire form) -> the authorities registered there, in precedence order.
-type Table = FnvMap<Key, Vec<Slot>>;
+type Table = FastMap<Key, Vec<Slot>>;
 
 /// A candidate the walk consulted, for `explain`.
 struct Seen {
@@ -122,7 +122,7 @@ pub struct Engine {
     /// Per VPC: authorities asked about every query before the walk.
     every_query: Vec<Vec<Slot>>,
     /// Domain -> (VPC, slot) of every VPC: only `explain` reads it (candidates of other views).
-    all_vpcs: FnvMap<Key, Vec<(usize, Slot)>>,
+    all_vpcs: FastMap<Key, Vec<(usize, Slot)>>,
     views: Views,
     admission: Admission,
     upstream: Arc<Route>,
@@ -230,7 +230,7 @@ impl Engine {
         let mut vpc_tables: Vec<Table> = vec![Table::default(); topo.vpcs.len()];
         let mut everywhere = Table::default();
         let mut every_query: Vec<Vec<Slot>> = vec![Vec::new(); topo.vpcs.len()];
-        let mut all_vpcs: FnvMap<Key, Vec<(usize, Slot)>> = FnvMap::default();
+        let mut all_vpcs: FastMap<Key, Vec<(usize, Slot)>> = FastMap::default();
         for (ai, auth) in auths.iter().enumerate() {
             for r in auth.registrations() {
                 let slot = Slot {

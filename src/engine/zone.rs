@@ -8,7 +8,7 @@ use hickory_proto::rr::{Name, Record, RecordType};
 use super::Trace;
 use super::authority::{Answer, Ask, soa_for};
 use super::key::{Key, Wire, key, parents};
-use crate::fnv::{FnvMap, FnvSet};
+use crate::hash::{FastMap, FastSet};
 
 #[derive(Debug)]
 pub(crate) struct Zone {
@@ -18,11 +18,11 @@ pub(crate) struct Zone {
     pub(crate) inbound_only: bool,
     /// Owner name -> records (already expanded: aliases resolved to addresses), each set at its exact size: a
     /// topology holds 100,000s of one-record sets and a `Vec` grown by push keeps room for four.
-    records: FnvMap<Key, Box<[Record]>>,
+    records: FastMap<Key, Box<[Record]>>,
     /// Names that exist only because something lives below them (empty non-terminals).
-    parents: FnvSet<Key>,
+    parents: FastSet<Key>,
     /// Owner -> the endpoint its alias records point at, for the trace.
-    pub(crate) aliases: FnvMap<Key, String>,
+    pub(crate) aliases: FastMap<Key, String>,
     pub(crate) reference: &'static str,
 }
 
@@ -32,9 +32,9 @@ impl Zone {
             name,
             label,
             inbound_only: false,
-            records: FnvMap::default(),
-            parents: FnvSet::default(),
-            aliases: FnvMap::default(),
+            records: FastMap::default(),
+            parents: FastSet::default(),
+            aliases: FastMap::default(),
             reference,
         }
     }

@@ -16,7 +16,7 @@ use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 
 use crate::engine::Admitted;
-use crate::fnv::{self, FnvMap};
+use crate::hash::{self, FastMap};
 use crate::upstream::Route;
 use crate::wire::Prepared;
 
@@ -49,7 +49,7 @@ pub(crate) struct Entry {
     pub(crate) rcode: ResponseCode,
 }
 
-type Shard<T> = RwLock<FnvMap<Box<[u8]>, T>>;
+type Shard<T> = RwLock<FastMap<Box<[u8]>, T>>;
 
 /// Where a forwarded question goes, for the cache's fast path.
 pub(crate) struct Forwarded {
@@ -73,7 +73,7 @@ fn key_into(buf: &mut Vec<u8>, admitted: Admitted, qtype: u16, lower_name: &[u8]
     buf.extend_from_slice(&tag.to_be_bytes());
     buf.extend_from_slice(&qtype.to_be_bytes());
     buf.extend_from_slice(lower_name);
-    (fnv::hash(buf) % SHARDS as u64) as usize
+    (hash::of(buf) % SHARDS as u64) as usize
 }
 
 impl<T> Answers<T> {

@@ -1,7 +1,7 @@
 //! Counters for Prometheus and the `/healthz` `/readyz` endpoints. Lock-free on the query path: fixed arrays of
 //! atomics indexed by small label sets; per-view counts take a read lock on a map built per topology.
 
-use std::collections::HashMap;
+use crate::hash::FastMap;
 use std::fmt::Write as _;
 use std::sync::RwLock;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -36,7 +36,7 @@ const BUCKETS: [u64; 10] = [
 pub struct Metrics {
     /// [kind][rcode (last = other)][protocol]
     queries: [[[AtomicU64; 3]; 7]; 10],
-    views: RwLock<HashMap<String, AtomicU64>>,
+    views: RwLock<FastMap<String, AtomicU64>>,
     latency: [AtomicU64; 11],
     latency_sum_us: AtomicU64,
     refused_acl: AtomicU64,
@@ -47,7 +47,7 @@ pub struct Metrics {
     prepared_hits: AtomicU64,
     generation: AtomicU64,
     /// DNS Firewall ALERT and BLOCK matches: (rule group, action) -> count.
-    firewall: RwLock<HashMap<(String, &'static str), AtomicU64>>,
+    firewall: RwLock<FastMap<(String, &'static str), AtomicU64>>,
 }
 
 fn rcode_index(rcode: ResponseCode) -> usize {

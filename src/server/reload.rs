@@ -203,8 +203,8 @@ fn stamps(paths: &[PathBuf]) -> Option<Vec<Stamp>> {
             Some(Stamp {
                 inode: meta.ino(),
                 len: bytes.len() as u64,
-                // FNV-1a: collisions only cost a missed reload of an identical-length file.
-                hash: crate::fnv::hash(&bytes),
+                // Collisions only cost a missed reload of an identical-length file.
+                hash: crate::hash::of(&bytes),
             })
         })
         .collect()

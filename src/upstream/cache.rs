@@ -19,7 +19,7 @@ use hickory_proto::serialize::binary::BinDecodable;
 use tokio::time::Instant;
 
 use super::{Outcome, STALE_TTL, Via, ede};
-use crate::fnv::SeededFnv;
+use crate::hash::SeededFnv;
 use crate::wire::{self, Peek, Prepared, Query, Reply};
 
 const HEADER_LEN: usize = 12;
