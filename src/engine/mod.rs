@@ -150,7 +150,7 @@ pub fn negative_soa() -> Record {
 }
 
 /// The SOA Route 53 puts in every private hosted zone.
-fn r53_soa(zone: &Name) -> Record {
+pub(crate) fn r53_soa(zone: &Name) -> Record {
     let soa = SOA::new(
         name("ns-1536.awsdns-00.co.uk."),
         name("awsdns-hostmaster.amazon.com."),

@@ -1,7 +1,6 @@
 //! Counters for Prometheus and the `/healthz` `/readyz` endpoints. Lock-free on the query path: fixed arrays of
 //! atomics indexed by small label sets; per-view counts take a read lock on a map built per topology.
 
-use crate::hash::FastMap;
 use std::fmt::Write as _;
 use std::sync::RwLock;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -10,6 +9,7 @@ use std::time::Duration;
 use hickory_proto::op::ResponseCode;
 
 use super::handler::Protocol;
+use crate::hash::FastMap;
 use crate::upstream::Forwarder;
 
 pub(crate) const KINDS: [&str; 10] = [
