@@ -116,6 +116,23 @@ def tree(pid):
     return out
 
 
+def udp_drops(port):
+    """Datagrams the kernel dropped at the server's UDP sockets on `port` (receive buffer full), summed over them:
+    /proc/net/udp's last field. A lost query the server's sockets did not drop was lost at the client's socket."""
+    total = 0
+    for table in ("/proc/net/udp", "/proc/net/udp6"):
+        try:
+            with open(table) as f:
+                lines = f.readlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if int(fields[1].rsplit(":", 1)[1], 16) == port:
+                total += int(fields[-1])
+    return total
+
+
 def cpu_seconds(pid):
     """utime+stime of the process and its live descendants, plus the reaped children's cutime+cstime (dnsmasq forks
     one child per TCP connection; NSD runs several server processes)."""
@@ -492,7 +509,7 @@ def run(args, workloads, transports, tmp):
             for r in range(args.rounds):
                 for s in servers:
                     pid = procs[s].pid
-                    c0 = cpu_seconds(pid)
+                    c0, d0 = cpu_seconds(pid), udp_drops(ports[s])
                     try:
                         res = dnsperf(ports[s], qfiles[w], args.duration, mode=t, outstanding=args.outstanding)
                     except RuntimeError as e:
@@ -502,19 +519,20 @@ def run(args, workloads, transports, tmp):
                         failed.append("%s %s round %d %s: %s" % (w, t, r + 1, s, e))
                         log(failed[-1])
                         continue
-                    cpu = cpu_seconds(pid) - c0
-                    acc = results.setdefault((w, t, s), {"qps": [], "cpu": 0.0, "completed": 0, "lost": 0,
+                    cpu, dropped = cpu_seconds(pid) - c0, udp_drops(ports[s]) - d0
+                    acc = results.setdefault((w, t, s), {"qps": [], "cpu": 0.0, "completed": 0, "lost": 0, "dropped": 0,
                                                          "lat": [], "lat_sum": 0.0, "resp_size": 0})
                     acc["qps"].append(res["qps"])
                     acc["cpu"] += cpu
                     acc["completed"] += res["completed"]
                     acc["lost"] += res["lost"]
+                    acc["dropped"] += dropped
                     acc["lat"].extend(res["latencies"])
                     acc["lat_sum"] += res["avg_latency"] * res["completed"]
                     acc["resp_size"] = res["resp_size"]
                     acc["hwm"] = rss_kib(pid)
-                    log("%-9s %s round %d %-12s %9.0f q/s  cpu %.1f s  lost %d" %
-                        (w, t, r + 1, s, res["qps"], cpu, res["lost"]))
+                    log("%-9s %s round %d %-12s %9.0f q/s  cpu %.1f s  lost %d (server dropped %d)" %
+                        (w, t, r + 1, s, res["qps"], cpu, res["lost"], dropped))
             for s in [s for s in servers if (w, t, s) in results]:
                 sample = wl[w][0]
                 results[(w, t, s)]["size"] = dig_size(ports[s], sample[0], sample[1], tcp=(t == "tcp"))
@@ -562,11 +580,12 @@ def render(args, info, workloads, transports, results, half, mismatches, dm_skip
     out.append("")
     out.append("q/s: median of the rounds (min-max). CPU: server user+system time over the runs (from /proc/PID/stat, "
                "with children) / answered queries. Latency avg: dnsperf's; p99: from dnsperf -v per-answer latencies "
-               "(all rounds pooled; -v costs the client the same for every server). RSS: VmHWM after the runs "
+               "(all rounds pooled; -v costs the client the same for every server). Lost: dnsperf's count (in brackets: "
+               "those the server's UDP sockets dropped, from /proc/net/udp; the rest overflowed dnsperf's sockets). RSS: VmHWM after the runs "
                "(peak since start; NSD summed over its processes). Size: `dig +noedns +stats` MSG SIZE for the "
                "first query of the workload (resp avg: dnsperf's average response size). Ratio: vpc-resolver / best "
                "peer (q/s: >1 is better; CPU and p99: <1 is better).\n")
-    out.append("| workload | proto | server | q/s | CPU us/q | avg ms | p99 ms | lost | RSS MiB | size (resp avg) |")
+    out.append("| workload | proto | server | q/s | CPU us/q | avg ms | p99 ms | lost (server) | RSS MiB | size (resp avg) |")
     out.append("|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
     summary = []
     for w in workloads:
@@ -581,8 +600,9 @@ def render(args, info, workloads, transports, results, half, mismatches, dm_skip
                 p99 = percentile(lat, 99) * 1e3
                 avg = a["lat_sum"] / a["completed"] * 1e3 if a["completed"] else float("nan")
                 stats[s] = (qps, cpu_us, p99)
-                out.append("| %s | %s | %s | %.0f (%.0f-%.0f) | %.1f | %.3f | %.3f | %d | %.1f | %s (%d) |" % (
-                    w, t, s, qps, min(a["qps"]), max(a["qps"]), cpu_us, avg, p99, a["lost"], a["hwm"] / 1024,
+                out.append("| %s | %s | %s | %.0f (%.0f-%.0f) | %.1f | %.3f | %.3f | %d (%d) | %.1f | %s (%d) |" % (
+                    w, t, s, qps, min(a["qps"]), max(a["qps"]), cpu_us, avg, p99, a["lost"], a["dropped"],
+                    a["hwm"] / 1024,
                     a.get("size"), a["resp_size"]))
             peers = [s for s in stats if s != "vpc-resolver"]
             if "vpc-resolver" in stats and peers:
